@@ -1,0 +1,132 @@
+"""The metric catalogue: every family the exporter emits, in one place.
+
+The collector, the README's metric table and the checks on alert rules and
+dashboards all read this table, so the public contract lives in exactly one spot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VAULT_LABELS: tuple[str, ...] = ("subscription_id", "resource_group", "vault")
+ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "backup_item")
+JOB_LABELS: tuple[str, ...] = (*ITEM_LABELS, "operation")
+
+CACHE_NOTE = " Cached: may be up to REFRESH_INTERVAL old."
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    type: str  # gauge, counter, histogram
+    labels: tuple[str, ...]
+    help: str
+
+    def sample_names(self) -> tuple[str, ...]:
+        """The sample names this family renders in the text exposition."""
+        if self.type == "counter":
+            return (f"{self.name}_total",) if not self.name.endswith("_total") else (self.name,)
+        if self.type == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        return (self.name,)
+
+
+def _spec(name: str, type_: str, labels: tuple[str, ...], help_: str) -> MetricSpec:
+    return MetricSpec(name, type_, labels, help_)
+
+
+JOB_LAST_STATUS = _spec(
+    "azure_backup_job_last_status", "gauge", (*JOB_LABELS, "status"),
+    "Status of the latest job (by start time) of each backup item and operation: "
+    "1 for the current status, 0 for the others." + CACHE_NOTE)
+JOB_LAST_INFO = _spec(
+    "azure_backup_job_last_info", "gauge",
+    (*JOB_LABELS, "job_id", "job_type", "container", "workload_type"),
+    "Identity of the latest job of each backup item and operation; always 1." + CACHE_NOTE)
+JOB_LAST_START = _spec(
+    "azure_backup_job_last_start_timestamp_seconds", "gauge", JOB_LABELS,
+    "Start time of the latest job of each backup item and operation, in Unix seconds." + CACHE_NOTE)
+JOB_LAST_END = _spec(
+    "azure_backup_job_last_end_timestamp_seconds", "gauge", JOB_LABELS,
+    "End time of the latest job of each backup item and operation, in Unix seconds; "
+    "absent while the job runs." + CACHE_NOTE)
+JOB_LAST_DURATION = _spec(
+    "azure_backup_job_last_duration_seconds", "gauge", JOB_LABELS,
+    "Duration Azure reports for the latest job (elapsed so far while it runs)." + CACHE_NOTE)
+JOB_LAST_SIZE = _spec(
+    "azure_backup_job_last_size_bytes", "gauge", JOB_LABELS,
+    "Backup Size of the latest job, where Azure reports it." + CACHE_NOTE)
+JOB_LAST_TASK_STATUS = _spec(
+    "azure_backup_job_last_task_status", "gauge", (*JOB_LABELS, "task", "status"),
+    "Tasks of the latest job with their current status; always 1." + CACHE_NOTE)
+LAST_SUCCESS = _spec(
+    "azure_backup_last_successful_backup_timestamp_seconds", "gauge", ITEM_LABELS,
+    "Latest end time among Backup jobs that ended Completed or CompletedWithWarnings, "
+    "in Unix seconds." + CACHE_NOTE)
+JOBS = _spec(
+    "azure_backup_jobs", "gauge", (*VAULT_LABELS, "backup_management_type", "operation", "status"),
+    "Jobs in the lookback window by type, operation and status." + CACHE_NOTE)
+JOBS_FINISHED = _spec(
+    "azure_backup_jobs_finished", "counter",
+    (*VAULT_LABELS, "backup_management_type", "operation", "status"),
+    "Jobs seen reaching Completed, CompletedWithWarnings, Failed or Cancelled while the "
+    "exporter watched the vault (jobs already finished at its first refresh are not counted)."
+    + CACHE_NOTE)
+JOB_DURATION = _spec(
+    "azure_backup_job_duration_seconds", "histogram",
+    (*VAULT_LABELS, "backup_management_type", "operation"),
+    "Durations of the jobs counted in azure_backup_jobs_finished_total." + CACHE_NOTE)
+TRANSFERRED = _spec(
+    "azure_backup_transferred_bytes", "counter",
+    (*VAULT_LABELS, "backup_management_type", "operation"),
+    "Backup Size of the jobs counted in azure_backup_jobs_finished_total." + CACHE_NOTE)
+VAULT_INFO = _spec(
+    "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
+    "One series per watched Recovery Services vault; always 1.")
+VAULT_SCRAPE_SUCCESS = _spec(
+    "azure_backup_vault_scrape_success", "gauge", VAULT_LABELS,
+    "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")
+VAULT_SCRAPE_DURATION = _spec(
+    "azure_backup_vault_scrape_duration_seconds", "gauge", VAULT_LABELS,
+    "How long the vault's last refresh took.")
+VAULT_LAST_REFRESH = _spec(
+    "azure_backup_vault_last_refresh_timestamp_seconds", "gauge", VAULT_LABELS,
+    "When the vault's data was last refreshed successfully, in Unix seconds.")
+DISCOVERY_SUCCESS = _spec(
+    "azure_backup_subscription_discovery_success", "gauge", ("subscription_id",),
+    "1 if the last listing of the subscription's Recovery Services vaults succeeded, 0 if it failed "
+    "(the vaults found before are still watched).")
+UP = _spec(
+    "azure_backup_up", "gauge", (),
+    "1 when the last refresh authenticated and at least one vault refreshed.")
+API_REQUESTS = _spec(
+    "azure_backup_api_requests", "counter", ("operation", "code"),
+    "Requests made to Azure Resource Manager by operation and HTTP status code "
+    "(code is 'error' when no response came back).")
+API_DURATION = _spec(
+    "azure_backup_api_request_duration_seconds", "histogram", ("operation",),
+    "Latency of requests to Azure Resource Manager.")
+API_THROTTLED = _spec(
+    "azure_backup_api_throttled", "counter", (),
+    "Responses with HTTP 429 from Azure Resource Manager, including those a retry absorbed.")
+API_RATELIMIT = _spec(
+    "azure_backup_api_ratelimit_remaining", "gauge", ("header",),
+    "Last value of each x-ms-ratelimit-remaining-* header Azure Resource Manager returned.")
+PARSE_ERRORS = _spec(
+    "azure_backup_parse_errors", "counter", ("field",),
+    "Values from Azure that did not parse; only that field was dropped.")
+BUILD_INFO = _spec(
+    "azure_backup_exporter_build_info", "gauge", ("version", "python_version"),
+    "Version of the exporter; always 1.")
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
+    JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, JOBS, JOBS_FINISHED, JOB_DURATION,
+    TRANSFERRED, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
+    DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS, BUILD_INFO,
+)
+
+
+def sample_names() -> frozenset[str]:
+    """Every sample name the exporter can render (what PromQL can select)."""
+    return frozenset(n for spec in CATALOGUE for n in spec.sample_names())
