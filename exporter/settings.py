@@ -1,0 +1,279 @@
+"""Settings: environment (AZURE_BACKUP_EXPORTER_*), an optional YAML file, and CLI overrides.
+
+Precedence, highest first: command-line flags, environment, YAML file, defaults.
+Everything is validated once at start; `SettingsError` carries one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from .models import _GUID, VaultRef
+
+ENV_PREFIX = "AZURE_BACKUP_EXPORTER_"
+MAX_LOOKBACK = timedelta(days=30)  # the Backup service's own limit for a job query window
+
+
+@dataclass(frozen=True)
+class Cloud:
+    resource_manager_url: str
+    audience: str
+
+    @property
+    def scope(self) -> str:
+        return self.audience.rstrip("/") + "/.default"
+
+
+CLOUDS: dict[str, Cloud] = {
+    "AzureCloud": Cloud("https://management.azure.com", "https://management.azure.com"),
+    "AzureUSGovernment": Cloud("https://management.usgovcloudapi.net", "https://management.usgovcloudapi.net"),
+    "AzureChinaCloud": Cloud("https://management.chinacloudapi.cn", "https://management.chinacloudapi.cn"),
+}
+
+_INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ISO_INTERVAL = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$", re.I)
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is one line that names it."""
+
+
+def parse_interval(value: Any) -> timedelta:
+    """'90s', '48h', '1h30m', '7d', ISO-8601 'P7D'/'PT15M', or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    text = str(value).strip()
+    if text.startswith("-"):
+        return -parse_interval(text[1:])
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", text):
+        return timedelta(seconds=float(text))
+    if text and _INTERVAL_PART.sub("", text) == "":
+        return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in _INTERVAL_PART.findall(text)))
+    iso = _ISO_INTERVAL.match(text)
+    if iso and text.upper() not in ("P", "PT") and not text.upper().endswith("T"):
+        weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 15m, 48h, 7d or ISO-8601 P7D)")
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+Interval = Annotated[timedelta, NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", case_sensitive=False)
+
+    vaults: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    subscriptions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    lookback: Interval = timedelta(days=7)
+    refresh_interval: Interval = timedelta(seconds=60)
+    discovery_interval: Interval = timedelta(hours=1)
+    scrape_timeout: Interval = timedelta(seconds=10)
+    cloud: str = "AzureCloud"
+    resource_manager_url: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=64)
+    request_timeout: Interval = timedelta(seconds=20)
+    jobs_api_version: str = "2025-02-01"
+    vaults_api_version: str = "2025-02-01"
+    listen_address: str = ":9934"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["logfmt", "json"] = "logfmt"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @field_validator("vaults", "subscriptions", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("vaults")
+    @classmethod
+    def _vault_ids(cls, value: list[str]) -> list[str]:
+        return [VaultRef.parse(v).path for v in value]
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscription_ids(cls, value: list[str]) -> list[str]:
+        for sub in value:
+            if not _GUID.match(sub):
+                raise ValueError(f"{sub!r} is not a subscription ID (a GUID)")
+        return [s.lower() for s in value]
+
+    @field_validator("lookback", "refresh_interval", "discovery_interval", "scrape_timeout",
+                     "request_timeout", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> timedelta:
+        return parse_interval(value)
+
+    @field_validator("lookback", "refresh_interval", "discovery_interval", "scrape_timeout",
+                     "request_timeout")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= MAX_LOOKBACK:
+            raise ValueError("must be more than 0 and at most 30d (the Backup service's query limit)")
+        return value
+
+    @field_validator("discovery_interval", "scrape_timeout", "request_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be more than 0")
+        return value
+
+    @field_validator("cloud")
+    @classmethod
+    def _known_cloud(cls, value: str) -> str:
+        if value not in CLOUDS:
+            raise ValueError(f"unknown cloud {value!r} (one of {', '.join(CLOUDS)})")
+        return value
+
+    @field_validator("jobs_api_version", "vaults_api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?", value):
+            raise ValueError(f"{value!r} is not an api-version like 2025-02-01")
+        return value
+
+    @field_validator("resource_manager_url")
+    @classmethod
+    def _arm_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else validate_arm_url(str(value))
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen_address(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _has_vault_source(self) -> Settings:
+        if not self.vaults and not self.subscriptions:
+            raise ValueError(f"settings: no vaults to watch; set {ENV_PREFIX}VAULTS or {ENV_PREFIX}SUBSCRIPTIONS")
+        return self
+
+    @property
+    def vault_refs(self) -> list[VaultRef]:
+        return [VaultRef.parse(v) for v in self.vaults]
+
+    @property
+    def arm_url(self) -> str:
+        return (self.resource_manager_url or CLOUDS[self.cloud].resource_manager_url).rstrip("/")
+
+    @property
+    def token_scope(self) -> str:
+        return CLOUDS[self.cloud].scope
+
+    def effective(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict, durations as seconds (what --check-config prints)."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            out[name] = value.total_seconds() if isinstance(value, timedelta) else value
+        out["arm_url"] = self.arm_url
+        out["token_scope"] = self.token_scope
+        return out
+
+
+def validate_arm_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("http:// is only allowed for a loopback host; use https://")
+    return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def split_listen_address(value: str) -> tuple[str, int]:
+    """'host:port', ':port' or '[::1]:port' -> (host, port); host '' means every interface."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build and validate the settings; raises SettingsError with one readable line."""
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file {config_file}: not found")
+    file_settings = type("FileSettings", (Settings,), {
+        "model_config": SettingsConfigDict(**{**Settings.model_config, "yaml_file": config_file}),
+    })
+    try:
+        return file_settings(**(overrides or {}))  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except (ValueError, OSError) as exc:  # unreadable YAML or JSON list
+        raise SettingsError(f"invalid settings: {exc}".replace("\n", " ")) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        problems.append(f"setting {env_name(field)}: {message}" if field else message)
+    return "invalid " + "; ".join(problems)
