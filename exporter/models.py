@@ -1,0 +1,200 @@
+"""Typed views of the Azure payloads the exporter uses, and their parsing.
+
+Parsing is forgiving by design: a value that does not parse drops only that
+field and is reported to `on_error(field)`, so one odd job never costs the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .parsing import parse_duration, parse_size, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+ErrorSink = Callable[[str], None]
+
+FINISHED_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
+KNOWN_STATUSES = ("InProgress", *FINISHED_STATUSES, "Cancelling")
+SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings"})
+
+_VAULT_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.RecoveryServices/vaults/(?P<name>[^/]+)/?$",
+    re.IGNORECASE,
+)
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class VaultRef:
+    """A Recovery Services vault, named by its ARM resource ID parts."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @classmethod
+    def parse(cls, resource_id: str) -> VaultRef:
+        match = _VAULT_ID.match(resource_id.strip())
+        if not match:
+            raise ValueError(
+                f"{resource_id!r} is not a Recovery Services vault resource ID "
+                "(/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.RecoveryServices/vaults/<name>)")
+        if not _GUID.match(match.group("sub")):
+            raise ValueError(f"{resource_id!r}: subscription {match.group('sub')!r} is not a GUID")
+        return cls(match.group("sub").lower(), match.group("rg"), match.group("name"))
+
+    @property
+    def path(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.RecoveryServices/vaults/{self.name}")
+
+    @property
+    def key(self) -> str:
+        """ARM IDs are case-insensitive; this is the identity used to deduplicate vaults."""
+        return self.path.lower()
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return (self.subscription_id, self.resource_group, self.name)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One backup job: the common fields of every jobType, plus details once fetched."""
+
+    job_id: str
+    job_type: str
+    item: str
+    backup_management_type: str
+    operation: str
+    status: str
+    start: float | None
+    end: float | None
+    duration: float | None
+    container: str = ""
+    workload_type: str = ""
+    size_bytes: float | None = None
+    tasks: tuple[Task, ...] | None = None  # None: details not fetched (LIST carries none)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def series_key(self) -> tuple[str, str, str]:
+        """What 'the latest job' is the latest of: one item and one operation."""
+        return (self.backup_management_type, self.item, self.operation)
+
+    def with_details(self, details: Job) -> Job:
+        """Take GET's newer common fields and its size and tasks."""
+        return replace(details, job_id=self.job_id)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _optional(props: Mapping[str, Any], field: str, parser: Callable[[str], float],
+              on_error: ErrorSink) -> float | None:
+    raw = props.get(field)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parser(str(raw))
+    except (ValueError, OverflowError):
+        log.debug("dropping unparseable %s=%r", field, raw)
+        on_error(field)
+        return None
+
+
+def _container(props: Mapping[str, Any]) -> str:
+    for key in ("containerName", "dpmServerName", "mabServerName", "storageAccountName"):
+        if isinstance(props.get(key), str) and props[key]:
+            return str(props[key])
+    return ""
+
+
+def parse_job(resource: Mapping[str, Any], on_error: ErrorSink) -> Job | None:
+    """A Job from a JobResource of any jobType; None (counted as field 'job') if it has no ID or properties."""
+    props = resource.get("properties")
+    job_id = resource.get("name")
+    if not isinstance(props, Mapping) or not isinstance(job_id, str) or not job_id:
+        on_error("job")
+        return None
+    return Job(
+        job_id=job_id.lower(),
+        job_type=_text(props.get("jobType")),
+        item=_text(props.get("entityFriendlyName")),
+        backup_management_type=_text(props.get("backupManagementType")),
+        operation=_text(props.get("operation")),
+        status=_text(props.get("status")),
+        start=_optional(props, "startTime", parse_timestamp, on_error),
+        end=_optional(props, "endTime", parse_timestamp, on_error),
+        duration=_optional(props, "duration", parse_duration, on_error),
+        container=_container(props),
+        workload_type=_text(props.get("workloadType")),
+        size_bytes=_size(props, on_error),
+        tasks=_tasks(props, on_error),
+    )
+
+
+def _extended_info(props: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    info = props.get("extendedInfo")
+    return info if isinstance(info, Mapping) else None
+
+
+def _size(props: Mapping[str, Any], on_error: ErrorSink) -> float | None:
+    info = _extended_info(props)
+    bag = info.get("propertyBag") if info else None
+    if not isinstance(bag, Mapping):
+        return None
+    # Azure's propertyBag keys are free text; some carry trailing spaces.
+    sizes = {str(k).strip().lower(): v for k, v in bag.items()}
+    if "backup size" not in sizes:
+        return None
+    return _optional({"Backup Size": sizes["backup size"]}, "Backup Size", parse_size, on_error)
+
+
+def _tasks(props: Mapping[str, Any], on_error: ErrorSink) -> tuple[Task, ...] | None:
+    info = _extended_info(props)
+    if info is None:
+        return None
+    tasks = info.get("tasksList") or []
+    if not isinstance(tasks, list):
+        on_error("tasksList")
+        return ()
+    parsed = []
+    for task in tasks:
+        if isinstance(task, Mapping) and isinstance(task.get("taskId"), str):
+            parsed.append(Task(task["taskId"], _text(task.get("status"))))
+        else:
+            on_error("tasksList")
+    return tuple(parsed)
+
+
+@dataclass(frozen=True)
+class DiscoveredVault:
+    ref: VaultRef
+    location: str
+
+
+def parse_vault(resource: Mapping[str, Any], on_error: ErrorSink) -> DiscoveredVault | None:
+    """A vault from a Vaults_List/Get item; None (counted as field 'vault') if its ID is unusable."""
+    try:
+        ref = VaultRef.parse(_text(resource.get("id")))
+    except ValueError:
+        on_error("vault")
+        return None
+    return DiscoveredVault(ref, _text(resource.get("location")).lower())
