@@ -1,0 +1,742 @@
+#!/usr/bin/env python3
+"""Generate the Grafana dashboards of azure-backup-exporter.
+
+Plain Python, no dependency: every dashboard is a dict written as JSON with sorted keys, two-space
+indentation and a final newline, so the output is byte-stable and reviewable in a diff.
+
+    python dashboards/generate.py            # rewrite dashboards/*.json
+    python dashboards/generate.py --check    # exit 1 if the committed JSON is not what this generates
+
+The JSON follows the classic (v1) dashboard model of Grafana 10 and later (schemaVersion 39) and
+validates in strict mode against the schema in tests/schemas/ (see tests/test_dashboards.py).
+
+Conventions every dashboard follows (and the tests check):
+- a `datasource` variable of type prometheus used by every panel and every target;
+- a `job` textbox variable (default `azure-backup-exporter`, the job name of the README's scrape
+  config) in every selector;
+- chained variables subscription_id -> resource_group -> vault (-> backup_item), fed by
+  `label_values(azure_backup_vault_info{...})` and `label_values(azure_backup_job_last_status{...})`;
+- range selectors only use Grafana's intervals: `$__rate_interval` inside `rate()`, `$__interval`
+  for "per hour" / "per day" bars (the panel sets the minimum interval), `$__range` for totals
+  over the dashboard's time range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+Json = dict[str, Any]
+
+HERE = Path(__file__).resolve().parent
+SCHEMA_VERSION = 39
+TAGS = ["azure", "azure-backup"]
+DEFAULT_JOB = "azure-backup-exporter"
+DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
+
+OVERVIEW_UID = "azure-backup-overview"
+ITEM_UID = "azure-backup-item"
+EXPORTER_UID = "azure-backup-exporter"
+
+# Azure's job statuses, in the order of the numeric codes of the state timeline (0 = any other
+# value Azure may return), with the colour each one gets on every dashboard.
+STATUS_COLORS: dict[str, str] = {
+    "InProgress": "blue",
+    "Completed": "green",
+    "CompletedWithWarnings": "yellow",
+    "Failed": "red",
+    "Cancelled": "orange",
+    "Cancelling": "purple",
+}
+OTHER_STATUS = "Other"
+# An item whose last successful backup is older than this is overdue (AzureBackupNoRecentSuccessfulBackup).
+OVERDUE_SECONDS = 26 * 3600
+# A vault whose data is older than this is stale (AzureBackupDataStale).
+STALE_SECONDS = 30 * 60
+
+VAULT_LABELS = "subscription_id, resource_group, vault"
+ITEM_LABELS = f"{VAULT_LABELS}, backup_management_type, backup_item"
+
+# ---------------------------------------------------------------------------------------------
+# Label selectors
+# ---------------------------------------------------------------------------------------------
+
+JOB = 'job="$job"'
+SUB = 'subscription_id=~"$subscription_id"'
+RG = 'resource_group=~"$resource_group"'
+VAULTS = 'vault=~"$vault"'
+ITEMS = 'backup_item=~"$backup_item"'
+# The item dashboard shows one item: single-value variables, matched exactly (Grafana escapes regex
+# characters only for multi-value variables, so `=~` with a single value would treat a `.` in a
+# name as a wildcard).
+ONE_VAULT = 'vault="$vault"'
+ONE_ITEM = 'backup_item="$backup_item"'
+BACKUP_OP = 'operation="Backup"'
+
+
+def eq(label: str, value: str) -> str:
+    """An exact label matcher."""
+    return f'{label}="{value}"'
+
+
+def sel(*matchers: str) -> str:
+    """A PromQL label selector from matchers."""
+    return "{" + ", ".join(matchers) + "}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables
+# ---------------------------------------------------------------------------------------------
+
+
+def datasource_variable() -> Json:
+    return {
+        "hide": 0,
+        "includeAll": False,
+        "label": "Data source",
+        "multi": False,
+        "name": "datasource",
+        "options": [],
+        "query": "prometheus",
+        "refresh": 1,
+        "regex": "",
+        "type": "datasource",
+    }
+
+
+def job_variable() -> Json:
+    return {
+        "current": {"text": DEFAULT_JOB, "value": DEFAULT_JOB},
+        "description": "The Prometheus job that scrapes the exporter.",
+        "hide": 0,
+        "label": "Job",
+        "name": "job",
+        "options": [{"selected": True, "text": DEFAULT_JOB, "value": DEFAULT_JOB}],
+        "query": DEFAULT_JOB,
+        "type": "textbox",
+    }
+
+
+def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
+    variable: Json = {
+        "datasource": DATASOURCE,
+        "hide": 0,
+        "includeAll": multi,
+        "label": label,
+        "multi": multi,
+        "name": name,
+        "options": [],
+        "query": query,
+        "refresh": 2,  # on time range change: vaults and items come and go
+        "regex": "",
+        "sort": 1,
+        "type": "query",
+    }
+    if multi:
+        variable["allValue"] = ".*"
+        variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return variable
+
+
+def chain_variables(*, single_vault: bool = False, item: str | None = None) -> list[Json]:
+    """datasource, job, subscription_id -> resource_group -> vault (-> backup_item).
+
+    item: None (no backup_item variable), "multi" or "single".
+    """
+    vault_matcher = ONE_VAULT if single_vault else VAULTS
+    variables = [
+        datasource_variable(),
+        job_variable(),
+        query_variable(
+            "subscription_id", "Subscription",
+            f"label_values(azure_backup_vault_info{sel(JOB)}, subscription_id)", multi=True),
+        query_variable(
+            "resource_group", "Resource group",
+            f"label_values(azure_backup_vault_info{sel(JOB, SUB)}, resource_group)", multi=True),
+        query_variable(
+            "vault", "Vault",
+            f"label_values(azure_backup_vault_info{sel(JOB, SUB, RG)}, vault)", multi=not single_vault),
+    ]
+    if item is not None:
+        variables.append(query_variable(
+            "backup_item", "Backup item",
+            f"label_values(azure_backup_job_last_status{sel(JOB, SUB, RG, vault_matcher)}, backup_item)",
+            multi=item == "multi"))
+    return variables
+
+
+# ---------------------------------------------------------------------------------------------
+# Field config pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def thresholds(*steps: tuple[float | None, str]) -> Json:
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
+
+
+GREEN = thresholds((None, "green"))
+
+
+def fixed_color(color: str) -> Json:
+    return {"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}
+
+
+def by_name(name: str, *properties: Json) -> Json:
+    return {"matcher": {"id": "byName", "options": name}, "properties": list(properties)}
+
+
+def status_color_overrides() -> list[Json]:
+    """Colour series named after a job status (legend `{{status}}`)."""
+    return [by_name(status, fixed_color(color)) for status, color in STATUS_COLORS.items()]
+
+
+def status_text_mappings() -> list[Json]:
+    """Colour the text of a status column or value."""
+    return [{
+        "options": {
+            status: {"color": color, "index": index, "text": status}
+            for index, (status, color) in enumerate(STATUS_COLORS.items())
+        },
+        "type": "value",
+    }]
+
+
+def status_code_mappings() -> list[Json]:
+    """Numeric status codes of status_code_expr() back to names and colours."""
+    options = {"0": {"color": "text", "index": 0, "text": OTHER_STATUS}}
+    for code, (status, color) in enumerate(STATUS_COLORS.items(), start=1):
+        options[str(code)] = {"color": color, "index": code, "text": status}
+    return [{"options": options, "type": "value"}]
+
+
+def ok_failed_mappings(ok: str, failed: str) -> list[Json]:
+    return [{
+        "options": {
+            "0": {"color": "red", "index": 0, "text": failed},
+            "1": {"color": "green", "index": 1, "text": ok},
+        },
+        "type": "value",
+    }]
+
+
+def field_config(
+    *, unit: str | None = None, custom: Json | None = None, mappings: list[Json] | None = None,
+    threshold_steps: Json | None = None, color_mode: str | None = None, overrides: list[Json] | None = None,
+    extra: Json | None = None,
+) -> Json:
+    defaults: Json = {"mappings": mappings or [], "thresholds": threshold_steps or GREEN}
+    if unit is not None:
+        defaults["unit"] = unit
+    if custom is not None:
+        defaults["custom"] = custom
+    if color_mode is not None:
+        defaults["color"] = {"mode": color_mode}
+    if extra:
+        defaults.update(extra)
+    return {"defaults": defaults, "overrides": overrides or []}
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and panels
+# ---------------------------------------------------------------------------------------------
+
+
+def target(expr: str, legend: str = "", *, instant: bool = False, table: bool = False) -> Json:
+    query: Json = {
+        "datasource": DATASOURCE,
+        "editorMode": "code",
+        "expr": expr,
+        "format": "table" if table else "time_series",
+        "instant": instant,
+        "range": not instant,
+    }
+    if legend:
+        query["legendFormat"] = legend
+    return query
+
+
+def grid(x: int, y: int, w: int, h: int) -> Json:
+    return {"h": h, "w": w, "x": x, "y": y}
+
+
+def panel(
+    kind: str, title: str, description: str, pos: Json, targets: Sequence[Json], *,
+    fields: Json, options: Json, transformations: list[Json] | None = None, interval: str | None = None,
+) -> Json:
+    result: Json = {
+        "datasource": DATASOURCE,
+        "description": description,
+        "fieldConfig": fields,
+        "gridPos": pos,
+        "options": options,
+        "targets": [{**t, "refId": chr(ord("A") + i)} for i, t in enumerate(targets)],
+        "title": title,
+        "type": kind,
+    }
+    if transformations:
+        result["transformations"] = transformations
+    if interval:
+        result["interval"] = interval
+    return result
+
+
+def row(title: str, y: int) -> Json:
+    return {"collapsed": False, "gridPos": grid(0, y, 24, 1), "panels": [], "title": title, "type": "row"}
+
+
+LEGEND_LIST = {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": True}
+LEGEND_TABLE = {"calcs": ["lastNotNull", "max"], "displayMode": "table", "placement": "bottom",
+                "showLegend": True}
+TOOLTIP = {"mode": "multi", "sort": "desc"}
+REDUCE_LAST = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+
+
+def stat(
+    title: str, description: str, pos: Json, targets: Sequence[Json], *, unit: str | None = None,
+    steps: Json | None = None, mappings: list[Json] | None = None, overrides: list[Json] | None = None,
+    text_mode: str = "auto", color_mode: str = "value", no_value: str | None = None,
+) -> Json:
+    return panel(
+        "stat", title, description, pos, targets,
+        fields=field_config(unit=unit, mappings=mappings, threshold_steps=steps, color_mode="thresholds",
+                            overrides=overrides, extra={"noValue": no_value} if no_value else None),
+        options={"colorMode": color_mode, "graphMode": "none", "justifyMode": "auto",
+                 "orientation": "auto", "reduceOptions": REDUCE_LAST, "showPercentChange": False,
+                 "textMode": text_mode, "wideLayout": True},
+    )
+
+
+def timeseries(
+    title: str, description: str, pos: Json, targets: Sequence[Json], *, unit: str, bars: bool = False,
+    stacked: bool = False, overrides: list[Json] | None = None, interval: str | None = None,
+    steps: Json | None = None, step_line: bool = False, points: bool = False, legend: Json = LEGEND_LIST,
+) -> Json:
+    custom: Json = {
+        "axisSoftMin": 0,
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 80 if bars else 10,
+        "lineInterpolation": "stepAfter" if step_line else "linear",
+        "lineWidth": 1,
+        "showPoints": "always" if points else "never",
+        "spanNulls": points,
+        "stacking": {"group": "A", "mode": "normal" if stacked else "none"},
+        "thresholdsStyle": {"mode": "line" if steps else "off"},
+    }
+    return panel(
+        "timeseries", title, description, pos, targets,
+        fields=field_config(unit=unit, custom=custom, color_mode="palette-classic",
+                            threshold_steps=steps, overrides=overrides),
+        options={"legend": legend, "tooltip": TOOLTIP},
+        interval=interval,
+    )
+
+
+def state_timeline(
+    title: str, description: str, pos: Json, targets: Sequence[Json], *, mappings: list[Json],
+) -> Json:
+    return panel(
+        "state-timeline", title, description, pos, targets,
+        fields=field_config(custom={"fillOpacity": 80, "lineWidth": 0}, mappings=mappings,
+                            color_mode="thresholds"),
+        options={"alignValue": "left", "legend": LEGEND_LIST, "mergeValues": True, "rowHeight": 0.9,
+                 "showValue": "auto", "tooltip": {"mode": "single", "sort": "none"}},
+    )
+
+
+def table(
+    title: str, description: str, pos: Json, targets: Sequence[Json], *, overrides: list[Json],
+    hide: Iterable[str], order: Sequence[str], sort_by: str | None = None,
+) -> Json:
+    """A table merged from several instant queries (one row per label set)."""
+    options: Json = {"cellHeight": "sm", "showHeader": True,
+                     "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False}}
+    if sort_by:
+        options["sortBy"] = [{"desc": True, "displayName": sort_by}]
+    organize = {
+        "excludeByName": {name: True for name in hide},
+        "indexByName": {name: index for index, name in enumerate(order)},
+        "renameByName": {},
+    }
+    return panel(
+        "table", title, description, pos, targets,
+        fields=field_config(custom={"align": "auto", "cellOptions": {"type": "auto"}, "filterable": True,
+                                    "inspect": False}, overrides=overrides),
+        options=options,
+        transformations=[{"id": "merge", "options": {}}, {"id": "organize", "options": organize}],
+    )
+
+
+def column(name: str, title: str, *properties: Json) -> Json:
+    """Override for a table column: display name plus properties."""
+    return by_name(name, {"id": "displayName", "value": title}, *properties)
+
+
+def unit(value: str) -> Json:
+    return {"id": "unit", "value": value}
+
+
+def colored_text() -> Json:
+    return {"id": "custom.cellOptions", "value": {"type": "color-text"}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboards
+# ---------------------------------------------------------------------------------------------
+
+
+def dashboard(uid: str, title: str, description: str, *, time_from: str, variables: list[Json],
+              panels: list[Json]) -> Json:
+    for panel_id, item in enumerate(panels, start=1):
+        item["id"] = panel_id
+    return {
+        "description": description,
+        "editable": True,
+        "graphTooltip": 1,
+        "links": [{
+            "asDropdown": True, "icon": "external link", "includeVars": True, "keepTime": True,
+            "tags": ["azure-backup"], "targetBlank": False, "title": "Azure Backup", "tooltip": "",
+            "type": "dashboards",
+        }],
+        "panels": panels,
+        "refresh": "1m",
+        "schemaVersion": SCHEMA_VERSION,
+        "tags": TAGS,
+        "templating": {"list": variables},
+        "time": {"from": time_from, "to": "now"},
+        "timezone": "browser",
+        "title": title,
+        "uid": uid,
+    }
+
+
+def item_link() -> Json:
+    """Data link from an overview table row to the item dashboard, carrying the row's labels."""
+    params = "&".join(
+        f"var-{label}=${{__data.fields.{label}:percentencode}}"
+        for label in ("subscription_id", "resource_group", "vault", "backup_item"))
+    return {
+        "id": "links",
+        "value": [{
+            "targetBlank": False,
+            "title": "Backup item dashboard",
+            "url": f"/d/{ITEM_UID}/{ITEM_UID}?${{__url_time_range}}&${{datasource:queryparam}}"
+                   f"&${{job:queryparam}}&{params}",
+        }],
+    }
+
+
+def overview() -> Json:
+    v = sel(JOB, SUB, RG, VAULTS)
+    i = sel(JOB, SUB, RG, VAULTS, ITEMS)
+    i_backup = sel(JOB, SUB, RG, VAULTS, ITEMS, BACKUP_OP)
+    v_backup = sel(JOB, SUB, RG, VAULTS, BACKUP_OP)
+    succeeded = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings"')
+    outcome = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings|Failed"')
+    by_vault = f"sum by ({VAULT_LABELS})"
+    by_item = f"max by ({ITEM_LABELS})"
+    panels = [
+        stat("Items by last backup status",
+             "Protected items counted by the status of their latest Backup job.",
+             grid(0, 0, 8, 4),
+             [target(f"count by (status) (azure_backup_job_last_status{i_backup} == 1)", "{{status}}")],
+             overrides=status_color_overrides(), text_mode="value_and_name"),
+        stat("Failed now",
+             "Items and operations whose latest job is Failed (what AzureBackupJobFailed fires on).",
+             grid(8, 0, 4, 4),
+             [target(f"count(azure_backup_job_last_status{sel(JOB, SUB, RG, VAULTS, ITEMS, eq('status', 'Failed'))}"
+                     " == 1) or vector(0)")],
+             steps=thresholds((None, "green"), (1, "red")), color_mode="background"),
+        stat("Running now", "Items and operations whose latest job is InProgress.",
+             grid(12, 0, 4, 4),
+             [target(f"count(azure_backup_job_last_status{sel(JOB, SUB, RG, VAULTS, ITEMS, eq('status', 'InProgress'))}"
+                     " == 1) or vector(0)")],
+             steps=thresholds((None, "blue"))),
+        stat("Overdue items (no success in 26 h)",
+             "Items whose last successful backup is older than 26 hours "
+             "(what AzureBackupNoRecentSuccessfulBackup fires on).",
+             grid(16, 0, 4, 4),
+             [target(f"count(time() - azure_backup_last_successful_backup_timestamp_seconds{i} > {OVERDUE_SECONDS})"
+                     " or vector(0)")],
+             steps=thresholds((None, "green"), (1, "red")), color_mode="background"),
+        stat("Vaults failing to refresh",
+             "Vaults whose last refresh from Azure failed: their data is the last good one. "
+             "See the exporter dashboard.",
+             grid(20, 0, 4, 4),
+             [target(f"count(azure_backup_vault_scrape_success{v} == 0) or vector(0)")],
+             steps=thresholds((None, "green"), (1, "orange")), color_mode="background"),
+        panel("bargauge", "Backup success ratio per vault",
+              "Backup jobs that ended Completed or CompletedWithWarnings, out of those that ended "
+              "Completed, CompletedWithWarnings or Failed, over the dashboard's time range (Cancelled "
+              "jobs are left out). Counts only jobs that finished while the exporter watched.",
+              grid(0, 4, 8, 8),
+              [target(f"{by_vault} (increase(azure_backup_jobs_finished_total{succeeded}[$__range]))\n/\n"
+                      f"({by_vault} (increase(azure_backup_jobs_finished_total{outcome}[$__range])) > 0)",
+                      "{{vault}}", instant=True)],
+              fields=field_config(unit="percentunit", color_mode="thresholds",
+                                  threshold_steps=thresholds((None, "red"), (0.9, "yellow"), (0.99, "green")),
+                                  extra={"max": 1, "min": 0, "decimals": 1}),
+              options={"displayMode": "gradient", "minVizHeight": 16, "minVizWidth": 8,
+                       "orientation": "horizontal", "reduceOptions": REDUCE_LAST, "showUnfilled": True,
+                       "sizing": "auto", "valueMode": "color"}),
+        timeseries("Jobs finished per hour by status",
+                   "Jobs of all operations that reached a final status, per hour (per interval on long "
+                   "time ranges).",
+                   grid(8, 4, 16, 8),
+                   [target(f"sum by (status) (increase(azure_backup_jobs_finished_total{v}[$__interval]))",
+                           "{{status}}")],
+                   unit="short", bars=True, stacked=True, overrides=status_color_overrides(), interval="1h"),
+        table("Backup items",
+              "Every backup item with its latest Backup job. Click an item for its dashboard.",
+              grid(0, 12, 24, 10),
+              [
+                  target(f"max by ({ITEM_LABELS}, status) (azure_backup_job_last_status{i_backup} == 1)",
+                         instant=True, table=True),
+                  target(f"time() - {by_item} (azure_backup_last_successful_backup_timestamp_seconds{i})",
+                         instant=True, table=True),
+                  target(f"{by_item} (azure_backup_job_last_duration_seconds{i_backup})",
+                         instant=True, table=True),
+                  target(f"{by_item} (azure_backup_job_last_size_bytes{i_backup})", instant=True, table=True),
+                  target(f"{by_item} (azure_backup_job_last_start_timestamp_seconds{i_backup}) * 1000",
+                         instant=True, table=True),
+              ],
+              overrides=[
+                  by_name("backup_item", item_link()),
+                  column("status", "Last status", colored_text(),
+                         {"id": "mappings", "value": status_text_mappings()}),
+                  column("Value #B", "Last success age", unit("s"), colored_text(),
+                         {"id": "noValue", "value": "never"},
+                         {"id": "thresholds",
+                          "value": thresholds((None, "green"), (OVERDUE_SECONDS, "red"))}),
+                  column("Value #C", "Last duration", unit("s")),
+                  column("Value #D", "Last size", unit("bytes")),
+                  column("Value #E", "Last backup started", unit("dateTimeFromNow")),
+              ],
+              hide=("Time", "Value #A"),
+              order=("subscription_id", "resource_group", "vault", "backup_management_type", "backup_item",
+                     "status", "Value #B", "Value #C", "Value #D", "Value #E"),
+              sort_by="Last success age"),
+        timeseries("Backup job duration quantiles",
+                   "Quantiles of the durations of Backup jobs that finished in each hour (estimated "
+                   "from the histogram buckets, 1 min to 1 day).",
+                   grid(0, 22, 12, 8),
+                   [target(f"histogram_quantile({q}, sum by (le) (increase("
+                           f"azure_backup_job_duration_seconds_bucket{v_backup}[$__interval]))) > 0",
+                           f"p{round(float(q) * 100)}")
+                    for q in ("0.5", "0.9", "0.99")],
+                   unit="s", interval="1h", points=True),
+        timeseries("Data transferred per day",
+                   "Backup Size of the jobs that finished each day, per vault.",
+                   grid(12, 22, 12, 8),
+                   [target(f"{by_vault} (increase(azure_backup_transferred_bytes_total{v}[$__interval]))",
+                           "{{resource_group}}/{{vault}}")],
+                   unit="bytes", bars=True, stacked=True, interval="1d"),
+    ]
+    return dashboard(
+        OVERVIEW_UID, "Azure Backup / Overview",
+        "Backup jobs of Azure Recovery Services vaults, from azure-backup-exporter.",
+        time_from="now-7d", variables=chain_variables(item="multi"), panels=panels)
+
+
+def status_code_expr(selector_matchers: Sequence[str]) -> str:
+    """One series per operation whose value is the code of the latest job's status.
+
+    1..6 follow STATUS_COLORS; 0 is any other status. `or` keeps the first term of each label set, so
+    the final `* 0` term only adds statuses the list does not name.
+    """
+    terms = [
+        f"(azure_backup_job_last_status{sel(*selector_matchers, eq('status', status))} == 1) * {code}"
+        for code, status in enumerate(STATUS_COLORS, start=1)
+    ]
+    terms.append(f"(azure_backup_job_last_status{sel(*selector_matchers)} == 1) * 0")
+    return "max by (backup_management_type, operation) (\n  " + "\n  or ".join(terms) + "\n)"
+
+
+def backup_item() -> Json:
+    matchers = (JOB, SUB, RG, ONE_VAULT, ONE_ITEM)
+    i = sel(*matchers)
+    i_backup = sel(*matchers, BACKUP_OP)
+    per_op = "max by (backup_management_type, operation)"
+    panels = [
+        stat("Last backup status", "Status of the latest Backup job of the item.", grid(0, 0, 6, 4),
+             [target(f"max by (status) (azure_backup_job_last_status{i_backup} == 1)", "{{status}}")],
+             overrides=status_color_overrides(), text_mode="name", color_mode="background"),
+        stat("Since last successful backup",
+             "Time since the latest Backup job that ended Completed or CompletedWithWarnings; red after "
+             "26 hours.", grid(6, 0, 6, 4),
+             [target(f"time() - max(azure_backup_last_successful_backup_timestamp_seconds{i})")],
+             unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="never"),
+        stat("Last backup duration", "Duration of the latest Backup job (elapsed so far while it runs).",
+             grid(12, 0, 6, 4),
+             [target(f"max(azure_backup_job_last_duration_seconds{i_backup})")], unit="s"),
+        stat("Last backup size", "Backup Size of the latest Backup job, where Azure reports it.",
+             grid(18, 0, 6, 4),
+             [target(f"max(azure_backup_job_last_size_bytes{i_backup})")], unit="bytes"),
+        state_timeline("Job status history",
+                       "Status of the latest job of each operation over time, as the exporter saw it.",
+                       grid(0, 4, 24, 7),
+                       [target(status_code_expr(matchers), "{{operation}}")],
+                       mappings=status_code_mappings()),
+        timeseries("Job duration", "Duration of the latest job of each operation (grows while it runs).",
+                   grid(0, 11, 12, 8),
+                   [target(f"{per_op} (azure_backup_job_last_duration_seconds{i})", "{{operation}}")],
+                   unit="s", step_line=True),
+        timeseries("Backup size", "Backup Size of the latest job of each operation.",
+                   grid(12, 11, 12, 8),
+                   [target(f"{per_op} (azure_backup_job_last_size_bytes{i})", "{{operation}}")],
+                   unit="bytes", step_line=True),
+        table("Latest job per operation",
+              "The latest job of each operation: job ID (for `az backup job show`), status and times.",
+              grid(0, 19, 14, 8),
+              [
+                  target("max by (backup_management_type, operation, job_id, job_type, container, "
+                         f"workload_type) (azure_backup_job_last_info{i})", instant=True, table=True),
+                  target(f"max by (backup_management_type, operation, status) (azure_backup_job_last_status{i}"
+                         " == 1)", instant=True, table=True),
+                  target(f"{per_op} (azure_backup_job_last_start_timestamp_seconds{i}) * 1000",
+                         instant=True, table=True),
+                  target(f"{per_op} (azure_backup_job_last_end_timestamp_seconds{i}) * 1000",
+                         instant=True, table=True),
+                  target(f"{per_op} (azure_backup_job_last_duration_seconds{i})", instant=True, table=True),
+              ],
+              overrides=[
+                  column("status", "Status", colored_text(),
+                         {"id": "mappings", "value": status_text_mappings()}),
+                  column("Value #C", "Started", unit("dateTimeAsIso")),
+                  column("Value #D", "Ended", unit("dateTimeAsIso"), {"id": "noValue", "value": "running"}),
+                  column("Value #E", "Duration", unit("s")),
+              ],
+              hide=("Time", "Value #A", "Value #B"),
+              order=("operation", "status", "Value #C", "Value #D", "Value #E", "job_id", "job_type",
+                     "backup_management_type", "container", "workload_type")),
+        table("Tasks of the latest job", "Tasks of the latest job of each operation with their status.",
+              grid(14, 19, 10, 8),
+              [target("max by (backup_management_type, operation, task, status) "
+                      f"(azure_backup_job_last_task_status{i})", instant=True, table=True)],
+              overrides=[column("status", "Status", colored_text(),
+                                {"id": "mappings", "value": status_text_mappings()})],
+              hide=("Time", "Value", "Value #A", "backup_management_type"),
+              order=("operation", "task", "status")),
+    ]
+    return dashboard(
+        ITEM_UID, "Azure Backup / Backup item",
+        "One backup item of an Azure Recovery Services vault: job history, durations, sizes and tasks.",
+        time_from="now-7d", variables=chain_variables(single_vault=True, item="single"), panels=panels)
+
+
+def exporter() -> Json:
+    j = sel(JOB)
+    v = sel(JOB, SUB, RG, VAULTS)
+    per_vault = f"max by ({VAULT_LABELS})"
+    panels = [
+        row("Exporter", 0),
+        stat("Prometheus scrape", "Whether Prometheus can scrape the exporter (`up`).", grid(0, 1, 4, 4),
+             [target(f"up{j}", "{{instance}}")],
+             mappings=ok_failed_mappings("Up", "Down"), color_mode="background"),
+        stat("Azure refresh", "azure_backup_up: the last refresh authenticated and at least one vault "
+             "refreshed.", grid(4, 1, 4, 4),
+             [target(f"min(azure_backup_up{j})")],
+             mappings=ok_failed_mappings("OK", "Failing"), color_mode="background"),
+        stat("Vaults failing to refresh", "Vaults whose last refresh failed.", grid(8, 1, 4, 4),
+             [target(f"count(azure_backup_vault_scrape_success{v} == 0) or vector(0)")],
+             steps=thresholds((None, "green"), (1, "red")), color_mode="background"),
+        stat("Oldest vault data", "Age of the oldest vault data the exporter serves; red after 30 minutes.",
+             grid(12, 1, 4, 4),
+             [target(f"max(time() - azure_backup_vault_last_refresh_timestamp_seconds{v})")],
+             unit="s", steps=thresholds((None, "green"), (STALE_SECONDS / 2, "yellow"), (STALE_SECONDS, "red"))),
+        stat("Build", "Version of the exporter and of its Python.", grid(16, 1, 8, 4),
+             [target(f"max by (version, python_version) (azure_backup_exporter_build_info{j})",
+                     "{{version}} (Python {{python_version}})")],
+             text_mode="name", color_mode="none"),
+        row("Vaults", 5),
+        state_timeline("Vault refresh success", "Whether each vault's last refresh from Azure succeeded.",
+                       grid(0, 6, 12, 8),
+                       [target(f"{per_vault} (azure_backup_vault_scrape_success{v})", "{{vault}}")],
+                       mappings=ok_failed_mappings("OK", "Failed")),
+        timeseries("Vault refresh duration", "How long each vault's last refresh took.", grid(12, 6, 12, 8),
+                   [target(f"{per_vault} (azure_backup_vault_scrape_duration_seconds{v})", "{{vault}}")],
+                   unit="s"),
+        timeseries("Vault data age", "Age of each vault's data; the line marks 30 minutes "
+                   "(AzureBackupDataStale).", grid(0, 14, 12, 8),
+                   [target(f"time() - {per_vault} (azure_backup_vault_last_refresh_timestamp_seconds{v})",
+                           "{{vault}}")],
+                   unit="s", steps=thresholds((None, "transparent"), (STALE_SECONDS, "red"))),
+        timeseries("Parse errors", "Values from Azure that did not parse, by field (only that field was "
+                   "dropped).", grid(12, 14, 12, 8),
+                   [target(f"sum by (field) (rate(azure_backup_parse_errors_total{j}[$__rate_interval]))",
+                           "{{field}}")],
+                   unit="cps"),
+        row("Azure Resource Manager", 22),
+        timeseries("ARM requests by status code", "Requests to Azure Resource Manager per second by HTTP "
+                   "status code (`error`: no response).", grid(0, 23, 12, 8),
+                   [target(f"sum by (code) (rate(azure_backup_api_requests_total{j}[$__rate_interval]))",
+                           "{{code}}")],
+                   unit="reqps", stacked=True),
+        timeseries("ARM request latency", "Latency quantiles of requests to Azure Resource Manager.",
+                   grid(12, 23, 12, 8),
+                   [target(f"histogram_quantile({q}, sum by (le) (rate("
+                           f"azure_backup_api_request_duration_seconds_bucket{j}[$__rate_interval])))",
+                           f"p{round(float(q) * 100)}")
+                    for q in ("0.5", "0.9", "0.99")],
+                   unit="s"),
+        timeseries("ARM requests by operation", "Requests to Azure Resource Manager per second by operation.",
+                   grid(0, 31, 8, 8),
+                   [target(f"sum by (operation) (rate(azure_backup_api_requests_total{j}[$__rate_interval]))",
+                           "{{operation}}")],
+                   unit="reqps", stacked=True),
+        timeseries("ARM throttling (HTTP 429)", "Throttled responses per second, including those a retry "
+                   "absorbed (AzureBackupApiThrottled).", grid(8, 31, 8, 8),
+                   [target(f"sum(rate(azure_backup_api_throttled_total{j}[$__rate_interval]))", "429")],
+                   unit="reqps"),
+        timeseries("ARM rate-limit headroom", "Last value of each x-ms-ratelimit-remaining-* header ARM "
+                   "returned. ARM refills its buckets continuously; low values precede throttling.",
+                   grid(16, 31, 8, 8),
+                   [target(f"min by (header) (azure_backup_api_ratelimit_remaining{j})", "{{header}}")],
+                   unit="short", steps=thresholds((None, "red"), (25, "transparent"))),
+    ]
+    return dashboard(
+        EXPORTER_UID, "Azure Backup / Exporter",
+        "Health of azure-backup-exporter: vault refreshes, data age and its use of Azure Resource Manager.",
+        time_from="now-6h", variables=chain_variables(), panels=panels)
+
+
+DASHBOARDS = {
+    f"{OVERVIEW_UID}.json": overview,
+    f"{ITEM_UID}.json": backup_item,
+    f"{EXPORTER_UID}.json": exporter,
+}
+
+
+def render(build: Callable[[], Json]) -> str:
+    return json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if the JSON files differ from what this script generates")
+    parser.add_argument("--dir", type=Path, default=HERE, help="where the JSON files live (default: %(default)s)")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = args.dir / name
+        text = render(build)
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run: python dashboards/generate.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""Static proof for the Grafana dashboards in dashboards/ (no Grafana runs here).
+
+- each dashboard validates in strict mode against a JSON Schema generated from @grafana/schema
+  (tests/schemas/README.md says how it was made);
+- the committed JSON is what dashboards/generate.py writes;
+- portability: stable uids, tags, a `datasource` variable used by every panel and target, a `job`
+  selector, chained subscription_id -> resource_group -> vault -> backup_item variables;
+- layout: unique panel ids, gridPos inside 24 columns and no overlaps;
+- PromQL: every expression parses (`promtool check rules`), uses only metrics of the exporter's
+  catalogue, never rate()s a gauge, and uses Grafana's intervals instead of fixed windows.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from exporter.catalogue import CATALOGUE, sample_names
+
+from .dashboard_queries import (
+    BUILTIN_DEFAULTS,
+    VARIABLE_RE,
+    iter_panels,
+    load_dashboards,
+    metric_names,
+    panel_queries,
+    substitute,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_DIR = ROOT / "dashboards"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "grafana-dashboard.schema.json"
+GENERATOR = DASHBOARD_DIR / "generate.py"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+EXPECTED_UIDS = {
+    "azure-backup-overview.json": "azure-backup-overview",
+    "azure-backup-item.json": "azure-backup-item",
+    "azure-backup-exporter.json": "azure-backup-exporter",
+}
+# The panels issue 3 asks for, by dashboard (more may exist).
+REQUIRED_PANELS = {
+    "azure-backup-overview": {
+        "Items by last backup status", "Failed now", "Running now", "Backup success ratio per vault",
+        "Jobs finished per hour by status", "Backup items", "Backup job duration quantiles",
+        "Data transferred per day",
+    },
+    "azure-backup-item": {
+        "Job status history", "Job duration", "Backup size", "Tasks of the latest job",
+    },
+    "azure-backup-exporter": {
+        "Vault refresh success", "Vault refresh duration", "Vault data age", "ARM requests by status code",
+        "ARM request latency", "ARM throttling (HTTP 429)", "ARM rate-limit headroom", "Parse errors",
+        "Prometheus scrape", "Build",
+    },
+}
+CHAIN = ("subscription_id", "resource_group", "vault", "backup_item")
+EXPECTED_CHAIN = {
+    "azure-backup-overview": CHAIN,
+    "azure-backup-item": CHAIN,
+    "azure-backup-exporter": CHAIN[:3],
+}
+DEFAULT_JOB = "azure-backup-exporter"
+GRID_COLUMNS = 24
+# Functions that only make sense on counters (and the _bucket/_sum/_count of histograms).
+COUNTER_FUNCTIONS = ("rate", "irate", "increase", "resets")
+ALLOWED_RANGES = {"$__rate_interval", "$__interval", "$__range"}
+
+DASHBOARDS = load_dashboards(DASHBOARD_DIR)
+SAMPLE_TYPES = {sample: spec.type for spec in CATALOGUE for sample in spec.sample_names()}
+SAMPLE_LABELS = {sample: set(spec.labels) for spec in CATALOGUE for sample in spec.sample_names()}
+
+
+def dashboards() -> list[Any]:
+    return [pytest.param(dashboard, id=name.removesuffix(".json")) for name, dashboard in DASHBOARDS.items()]
+
+
+def query_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for panel in iter_panels(dashboard) if panel["type"] != "row"]
+
+
+def exprs(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """(panel, target, raw expr) for every target."""
+    return [(panel, target, target["expr"]) for panel in query_panels(dashboard)
+            for target in panel.get("targets", [])]
+
+
+def variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric name, matchers text) of every vector selector with braces."""
+    return re.findall(r"([A-Za-z_:][\w:]*)\{([^}]*)\}", expr)
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+def deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The most specific cause of an anyOf failure, else all one learns is "not valid under any of
+    the given schemas".
+
+    At each anyOf, follow the branch that fits best: one whose discriminator (a `const` such as a
+    row's `"type": "row"`) matched, then the one with the fewest errors; report its deepest error.
+    """
+    while error.context:
+        branches: dict[Any, list[jsonschema.ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        best = min(branches.values(),
+                   key=lambda errors: (any(e.validator == "const" for e in errors), len(errors)))
+        error = max(best, key=lambda e: len(e.absolute_path))
+    return error
+
+
+def schema_errors(dashboard: dict[str, Any]) -> list[str]:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    messages = []
+    for error in validator.iter_errors(dashboard):
+        sub = deepest(error)
+        path = "/".join(str(part) for part in sub.absolute_path) or "(root)"
+        messages.append(f"{path}: {sub.message}")
+    return messages
+
+
+def test_every_expected_dashboard_is_there() -> None:
+    assert set(DASHBOARDS) == set(EXPECTED_UIDS)
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_dashboard_validates_against_grafana_schema_strictly(dashboard: dict[str, Any]) -> None:
+    errors = schema_errors(dashboard)
+    assert not errors, "\n".join(errors)
+
+
+def test_schema_validation_reports_the_deepest_error() -> None:
+    broken = copy.deepcopy(DASHBOARDS["azure-backup-overview.json"])
+    broken["panels"][0]["gridPos"]["w"] = "six"
+    broken["panels"][1]["bogus"] = True
+    errors = schema_errors(broken)
+    assert any(e.startswith("panels/0/gridPos/w: 'six' is not of type 'number'") for e in errors), errors
+    assert any(e.startswith("panels/1") and "'bogus'" in e for e in errors), errors
+
+
+# --- generator ----------------------------------------------------------------------------------
+
+
+def run_generator(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(GENERATOR), *args], capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def test_committed_json_is_what_the_generator_writes() -> None:
+    result = run_generator("--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_generator_check_fails_on_drift_and_regenerates(tmp_path: Path) -> None:
+    for name in EXPECTED_UIDS:
+        shutil.copy(DASHBOARD_DIR / name, tmp_path / name)
+    tampered = tmp_path / "azure-backup-item.json"
+    tampered.write_text(tampered.read_text(encoding="utf-8").replace("Job duration", "Job durations"),
+                        encoding="utf-8")
+    result = run_generator("--check", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "azure-backup-item.json" in result.stderr
+    assert run_generator("--dir", str(tmp_path)).returncode == 0
+    assert run_generator("--check", "--dir", str(tmp_path)).returncode == 0
+    assert tampered.read_bytes() == (DASHBOARD_DIR / "azure-backup-item.json").read_bytes()
+
+
+# --- identity and portability -------------------------------------------------------------------
+
+
+def test_uids_are_stable_and_unique() -> None:
+    uids = {name: dashboard["uid"] for name, dashboard in DASHBOARDS.items()}
+    assert uids == EXPECTED_UIDS
+    titles = [dashboard["title"] for dashboard in DASHBOARDS.values()]
+    assert len(set(titles)) == len(titles)
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_tags_schema_version_and_links(dashboard: dict[str, Any]) -> None:
+    assert dashboard["tags"] == ["azure", "azure-backup"]
+    assert dashboard["schemaVersion"] >= 38  # Grafana 10.0 or later
+    links = [link for link in dashboard["links"] if link["type"] == "dashboards"]
+    assert links and all("azure-backup" in link["tags"] and link["includeVars"] and link["keepTime"]
+                         for link in links)
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_every_panel_and_target_uses_the_datasource_variable(dashboard: dict[str, Any]) -> None:
+    datasource = variables(dashboard)["datasource"]
+    assert datasource["type"] == "datasource"
+    assert datasource["query"] == "prometheus"
+    panels = query_panels(dashboard)
+    assert panels
+    for panel in panels:
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, (panel["title"], target["refId"])
+    for variable in variables(dashboard).values():
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, variable["name"]
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_job_variable_defaults_to_the_exporter_job_and_every_selector_uses_it(
+        dashboard: dict[str, Any]) -> None:
+    job = variables(dashboard)["job"]
+    assert job["type"] in {"textbox", "constant", "custom", "query"}
+    assert job["current"]["value"] == DEFAULT_JOB
+    for panel, _, expr in exprs(dashboard):
+        assert not re.search(r"(?<![\w:])(azure_backup_\w+|up)(?![\w{(])", expr), (
+            f"{panel['title']}: selector without braces in {expr}")
+        for metric, matchers in selectors(expr):
+            assert 'job="$job"' in matchers, f"{panel['title']}: {metric} without the job selector"
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_variable_chain(dashboard: dict[str, Any]) -> None:
+    defined = variables(dashboard)
+    names = list(defined)
+    chain = EXPECTED_CHAIN[dashboard["uid"]]
+    assert names == ["datasource", "job", *chain]
+    for position, name in enumerate(chain):
+        variable = defined[name]
+        assert variable["type"] == "query"
+        assert variable["refresh"] in {1, 2}
+        match = re.fullmatch(r"label_values\((\w+)\{(.*)\},\s*(\w+)\)", variable["query"])
+        assert match, variable["query"]
+        metric, matchers, label = match.groups()
+        assert label == name
+        assert metric == ("azure_backup_job_last_status" if name == "backup_item" else "azure_backup_vault_info")
+        assert name in SAMPLE_LABELS[metric]
+        used = dict(re.findall(r'(\w+)=~?"\$(\w+)"', matchers))
+        assert used == {"job": "job", **{parent: parent for parent in chain[:position]}}, variable["query"]
+        if variable["multi"]:
+            assert variable["includeAll"] and variable["allValue"] == ".*"
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_variables_filter_every_query(dashboard: dict[str, Any]) -> None:
+    """A metric carrying a chained label is always filtered by that variable (=~ when multi)."""
+    defined = variables(dashboard)
+    chain = EXPECTED_CHAIN[dashboard["uid"]]
+    for panel, _, expr in exprs(dashboard):
+        for metric, matchers in selectors(expr):
+            for name in chain:
+                if name not in SAMPLE_LABELS.get(metric, set()):
+                    continue
+                operator = "=~" if defined[name]["multi"] else "="
+                assert f'{name}{operator}"${name}"' in matchers, f"{panel['title']}: {metric} not filtered by ${name}"
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_every_variable_used_is_defined(dashboard: dict[str, Any]) -> None:
+    defined = set(variables(dashboard)) | set(BUILTIN_DEFAULTS)
+    for panel, _, expr in exprs(dashboard):
+        used = {m.group(1) or m.group(2) or m.group(3) for m in VARIABLE_RE.finditer(expr)}
+        assert used <= defined, f"{panel['title']}: {used - defined}"
+
+
+# --- layout -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_panel_ids_are_unique(dashboard: dict[str, Any]) -> None:
+    ids = [panel["id"] for panel in iter_panels(dashboard)]
+    assert all(isinstance(panel_id, int) and panel_id > 0 for panel_id in ids)
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_grid_positions_fit_in_24_columns_without_overlap(dashboard: dict[str, Any]) -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in iter_panels(dashboard):
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["y"] >= 0 and pos["w"] >= 1 and pos["h"] >= 1, panel["title"]
+        assert pos["x"] + pos["w"] <= GRID_COLUMNS, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_required_panels_are_present(dashboard: dict[str, Any]) -> None:
+    titles = [panel["title"] for panel in query_panels(dashboard)]
+    assert len(titles) == len(set(titles))
+    assert REQUIRED_PANELS[dashboard["uid"]] <= set(titles)
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_tables_merge_instant_table_queries(dashboard: dict[str, Any]) -> None:
+    for panel in query_panels(dashboard):
+        if panel["type"] != "table":
+            continue
+        assert all(t["format"] == "table" and t["instant"] and not t["range"] for t in panel["targets"])
+        transformations = [t["id"] for t in panel.get("transformations", [])]
+        if len(panel["targets"]) > 1:
+            assert transformations[0] == "merge", panel["title"]
+
+
+def test_overview_table_links_each_item_to_the_item_dashboard() -> None:
+    overview = DASHBOARDS["azure-backup-overview.json"]
+    item = DASHBOARDS["azure-backup-item.json"]
+    table = next(p for p in query_panels(overview) if p["title"] == "Backup items")
+    item_column = next(o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "backup_item")
+    (links,) = [p["value"] for p in item_column["properties"] if p["id"] == "links"]
+    (url,) = [link["url"] for link in links]
+    assert url.startswith(f"/d/{item['uid']}/")
+    assert "${__url_time_range}" in url and "${datasource:queryparam}" in url and "${job:queryparam}" in url
+    first = table["targets"][0]["expr"]
+    for name in CHAIN:
+        assert f"var-{name}=${{__data.fields.{name}:percentencode}}" in url
+        assert name in variables(item)
+        assert re.search(rf"by \([^)]*\b{name}\b", first), f"{name} is not a column of the table"
+
+
+# --- PromQL -------------------------------------------------------------------------------------
+
+
+def promtool() -> str:
+    path = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
+    if path is None:
+        pytest.fail("promtool not found: install Debian's `prometheus` package "
+                    "(apt-get install -y --no-install-recommends prometheus); the PromQL check needs it")
+    return path
+
+
+def check_with_promtool(tmp_path: Path, records: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+    """Write the expressions as recording rules (JSON is YAML) and run `promtool check rules`."""
+    rules = {"groups": [{"name": "dashboards",
+                         "rules": [{"record": record, "expr": expr} for record, expr in records]}]}
+    path = tmp_path / "dashboard-queries.rules.json"
+    path.write_text(json.dumps(rules, indent=1), encoding="utf-8")
+    return subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def static_values(dashboard: dict[str, Any]) -> dict[str, str]:
+    """Every variable as a placeholder, Grafana's intervals as 5m."""
+    values = {name: "placeholder" for name in variables(dashboard)}
+    return {**values, "__rate_interval": "5m", "__interval": "5m", "__range": "5m"}
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_every_expression_parses_with_promtool(dashboard: dict[str, Any], tmp_path: Path) -> None:
+    values = static_values(dashboard)
+    records = []
+    for panel, target, expr in exprs(dashboard):
+        record = f"dashboard:{dashboard['uid'].replace('-', '_')}:panel{panel['id']}_{target['refId']}"
+        records.append((record, substitute(expr, values)))
+    result = check_with_promtool(tmp_path, records)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(records)} rules found" in result.stdout
+
+
+def test_promtool_check_rejects_a_broken_expression(tmp_path: Path) -> None:
+    result = check_with_promtool(tmp_path, [("dashboard:broken", "sum(rate(azure_backup_up[5m])")])
+    assert result.returncode == 1
+    assert "dashboard:broken" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_every_metric_is_in_the_exporter_catalogue(dashboard: dict[str, Any]) -> None:
+    known = sample_names() | {"up"}
+    used: set[str] = set()
+    for panel, _, expr in exprs(dashboard):
+        names = metric_names(expr)
+        assert names, f"{panel['title']}: no metric in {expr}"
+        assert names <= known, f"{panel['title']}: unknown {sorted(names - known)}"
+        used |= names
+    for variable in variables(dashboard).values():
+        if variable["type"] == "query":
+            metric = re.match(r"label_values\((\w+)", variable["query"])
+            assert metric and metric.group(1) in known, variable["name"]
+
+
+def test_metric_name_extraction() -> None:
+    assert metric_names(
+        'sum by (le, vault) (rate(foo_bucket{job="$job", a=~"x|y"}[$__rate_interval])) / on (vault) '
+        "group_left (location) bar_info or vector(0) > 0.5e3 and time() - baz offset 5m") == {
+            "foo_bucket", "bar_info", "baz"}
+    assert metric_names('max by (vault) (azure_backup_vault_info{job="$job", vault=~"a.b"})') == {
+        "azure_backup_vault_info"}
+    assert metric_names("count(up == 0) unless on() absent(azure_typo_metric)") == {"up", "azure_typo_metric"}
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_counter_functions_only_apply_to_counters_and_histograms(dashboard: dict[str, Any]) -> None:
+    pattern = re.compile(rf"\b({'|'.join(COUNTER_FUNCTIONS)})\(\s*([A-Za-z_:][\w:]*)")
+    for panel, _, expr in exprs(dashboard):
+        for function, metric in pattern.findall(expr):
+            assert SAMPLE_TYPES.get(metric) in {"counter", "histogram"}, (
+                f"{panel['title']}: {function}() of {metric}, a {SAMPLE_TYPES.get(metric, 'gauge')}")
+        for match in re.finditer(r"\b(\w+_bucket)\{", expr):
+            assert "histogram_quantile(" in expr, f"{panel['title']}: {match.group(1)} outside a quantile"
+            assert SAMPLE_TYPES.get(match.group(1)) == "histogram"
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_ranges_use_grafana_intervals(dashboard: dict[str, Any]) -> None:
+    """rate() over $__rate_interval; fixed buckets over $__interval with the panel's minimum
+    interval set; totals over $__range. No hard-coded windows."""
+    for panel, _, expr in exprs(dashboard):
+        for window in re.findall(r"\[([^\]]*)\]", expr):
+            assert window in ALLOWED_RANGES, f"{panel['title']}: [{window}]"
+        for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]*)\]", expr):
+            assert window == "$__rate_interval", f"{panel['title']}: rate over [{window}]"
+        if "$__interval" in expr:
+            assert panel.get("interval"), f"{panel['title']}: $__interval without a panel interval"
+
+
+# --- the helper for the end-to-end test ---------------------------------------------------------
+
+
+def test_panel_queries_substitutes_every_variable() -> None:
+    dashboard = DASHBOARDS["azure-backup-overview.json"]
+    values = {"datasource": "prom", "job": DEFAULT_JOB, "subscription_id": ".*", "resource_group": ".*",
+              "vault": "vault-1", "backup_item": ".*"}
+    queries = panel_queries(dashboard, values)
+    assert len(queries) == len(exprs(dashboard))
+    titles = {title for title, _ in queries}
+    assert titles == {panel["title"] for panel in query_panels(dashboard)}
+    for title, expr in queries:
+        assert "$" not in expr and "[[" not in expr, (title, expr)
+        assert f'job="{DEFAULT_JOB}"' in expr
+    per_day = [expr for title, expr in queries if title == "Data transferred per day"]
+    assert per_day and all("[1d]" in expr for expr in per_day)
+    overridden = panel_queries(dashboard, {**values, "__interval": "1m"})
+    assert all("[1d]" not in expr for _, expr in overridden)
+    with pytest.raises(ValueError, match="backup_item"):
+        panel_queries(dashboard, {k: v for k, v in values.items() if k != "backup_item"})
+
+
+# --- provisioning -------------------------------------------------------------------------------
+
+
+def test_provisioning_files() -> None:
+    provider = yaml.safe_load((DASHBOARD_DIR / "provisioning/dashboards/azure-backup.yml").read_text())
+    (entry,) = provider["providers"]
+    assert provider["apiVersion"] == 1 and entry["type"] == "file"
+    path = entry["options"]["path"]
+    readme = (DASHBOARD_DIR / "README.md").read_text(encoding="utf-8")
+    assert path in readme, "dashboards/README.md must say where the JSON files go"
+    datasources = yaml.safe_load((DASHBOARD_DIR / "provisioning/datasources/prometheus.yml").read_text())
+    (datasource,) = datasources["datasources"]
+    assert datasource["type"] == "prometheus" and datasource["uid"]
