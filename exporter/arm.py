@@ -133,7 +133,7 @@ class ArmClient:
     def get_json(self, operation: str, url: str) -> Mapping[str, Any]:
         """GET an absolute ARM URL and return its JSON object; raises ArmError on any failure."""
         if _origin(url) != self._origin:
-            raise ArmError(f"refusing to send the token to {_origin(url)}: not the ARM endpoint {self._origin}")
+            raise ArmError(f"refusing to send the token to {_show(url)}: not the ARM endpoint {self.base_url}")
         headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
         self.context.operation = operation
         self.context.deadline = time.monotonic() + self._retry_budget
@@ -170,7 +170,7 @@ class ArmClient:
             if not next_link:
                 return
             if not isinstance(next_link, str) or _origin(next_link) != self._origin:
-                raise ArmError(f"{operation}: nextLink points off the ARM endpoint ({_origin(str(next_link))});"
+                raise ArmError(f"{operation}: nextLink points off the ARM endpoint, to {_show(str(next_link))};"
                                " not followed, the token stays here", None, "OffHostNextLink")
             url = _with_api_version(next_link, _api_version_of(url))
         raise ArmError(f"{operation}: more than {MAX_PAGES} pages; stopped", None, "TooManyPages")
@@ -203,6 +203,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
     return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+
+
+def _show(url: str) -> str:
+    """Scheme, host and port of a URL, for logs (its query may carry tokens of Azure's)."""
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 def _api_version_of(url: str) -> str:

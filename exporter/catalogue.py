@@ -130,3 +130,21 @@ CATALOGUE: tuple[MetricSpec, ...] = (
 def sample_names() -> frozenset[str]:
     """Every sample name the exporter can render (what PromQL can select)."""
     return frozenset(n for spec in CATALOGUE for n in spec.sample_names())
+
+
+def markdown_table() -> str:
+    """The README's metric table, rendered from the catalogue (a test keeps the README in step)."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for spec in CATALOGUE:
+        name = spec.sample_names()[0] if spec.type == "counter" else spec.name
+        labels = _short_labels(spec.labels)
+        rows.append(f"| `{name}` | {spec.type} | {labels} | {spec.help.replace(CACHE_NOTE, '')} |")
+    return "\n".join(rows)
+
+
+def _short_labels(labels: tuple[str, ...]) -> str:
+    """Labels with the shared sets abbreviated as V, I and K (defined above the README table)."""
+    for short, shared in (("K", JOB_LABELS), ("I", ITEM_LABELS), ("V", VAULT_LABELS)):
+        if labels[: len(shared)] == shared:
+            return " + ".join([short, *(f"`{label}`" for label in labels[len(shared):])])
+    return ", ".join(f"`{label}`" for label in labels) or "none"

@@ -6,15 +6,19 @@ These are events the exporter itself causes, so plain prometheus_client metrics
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from . import catalogue as c
 
 API_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Fields whose parse errors are pre-set to 0, so that increase() sees the first one.
+PARSED_FIELDS = ("job", "startTime", "endTime", "duration", "Backup Size", "tasksList", "vault")
 
 
 class Telemetry:
     def __init__(self, registry: CollectorRegistry) -> None:
+        # _created samples add a series per counter and nothing an alert or dashboard here uses.
+        disable_created_metrics()
         self.api_requests = Counter(c.API_REQUESTS.name, c.API_REQUESTS.help, c.API_REQUESTS.labels,
                                     registry=registry)
         self.api_duration = Histogram(c.API_DURATION.name, c.API_DURATION.help, c.API_DURATION.labels,
@@ -24,6 +28,8 @@ class Telemetry:
                                          registry=registry)
         self.parse_errors = Counter(c.PARSE_ERRORS.name, c.PARSE_ERRORS.help, c.PARSE_ERRORS.labels,
                                     registry=registry)
+        for field in PARSED_FIELDS:
+            self.parse_errors.labels(field)
 
     def parse_error(self, field: str) -> None:
         self.parse_errors.labels(field).inc()

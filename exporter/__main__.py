@@ -1,0 +1,156 @@
+"""Command line: load settings, wire client, refresher, collector and server, run until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from azure.identity import DefaultAzureCredential
+from prometheus_client import CollectorRegistry, generate_latest
+
+from . import __version__
+from .arm import ArmClient
+from .collector import BackupCollector
+from .logsetup import configure_logging
+from .refresher import Refresher
+from .server import ExporterApp, serve
+from .settings import Settings, SettingsError, env_name, load_settings, split_listen_address
+from .telemetry import Telemetry
+
+log = logging.getLogger("exporter")
+ONCE_TIMEOUT = 600.0  # --once waits this long at most for every vault
+# azure-identity's environment variables; --check-config shows which are set, secrets masked.
+AUTH_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+            "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
+            "MSI_ENDPOINT")
+SECRET_ENV = frozenset({"AZURE_CLIENT_SECRET", "IDENTITY_HEADER"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="azure-backup-exporter",
+        description="Prometheus exporter for Azure Backup jobs of Recovery Services vaults. "
+                    "Every setting is also read from AZURE_BACKUP_EXPORTER_<NAME>; flags win.")
+    parser.add_argument("--config.file", dest="config_file", type=Path, help="YAML file with settings")
+    parser.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve on")
+    for name, field in Settings.model_fields.items():
+        if name != "listen_address":
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE",
+                                help=f"{env_name(name)} (default: {_default_text(field.default)})")
+    parser.add_argument("--once", action="store_true", help="refresh once, print the metrics, exit")
+    parser.add_argument("--check-config", action="store_true", help="validate and print the settings, exit")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against a simulated Azure on loopback (no Azure account needed)")
+    parser.add_argument("--version", action="version", version=f"azure-backup-exporter {__version__}")
+    return parser
+
+
+def _default_text(value: Any) -> str:
+    return "none" if value in (None, [], "") else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items()
+                 if v is not None and k in Settings.model_fields}
+    demo = None
+    if args.demo:
+        demo = _start_demo(overrides)
+    try:
+        settings = load_settings(args.config_file, overrides)
+    except SettingsError as exc:
+        print(f"azure-backup-exporter: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if args.check_config:
+        print(json.dumps({"settings": settings.effective(), "auth_environment": _auth_environment()}, indent=2))
+        return 0
+    if demo is not None:
+        log.warning("DEMO MODE: the data is SIMULATED by a fake Azure on %s; nothing here is real", demo.arm_url)
+    try:
+        return run_once(settings) if args.once else run_server(settings)
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+def _start_demo(overrides: dict[str, Any]) -> Any:
+    from .demo import start_demo  # noqa: PLC0415 - only demo mode loads the simulator
+
+    env = start_demo()
+    # The real managed-identity flow of azure-identity, pointed at the simulator.
+    os.environ["IDENTITY_ENDPOINT"] = env.identity_endpoint
+    os.environ["IDENTITY_HEADER"] = env.identity_header
+    overrides["resource_manager_url"] = env.arm_url
+    # One subscription by discovery, the rest as explicit vault IDs: both code paths run.
+    overrides.setdefault("subscriptions", ",".join(env.subscriptions[:1]))
+    overrides.setdefault("vaults", ",".join(v for v in env.vault_ids
+                                            if env.subscriptions[0] not in v.lower()))
+    overrides.setdefault("refresh_interval", "10s")
+    return env
+
+
+def _auth_environment() -> dict[str, str]:
+    return {name: ("****" if name in SECRET_ENV else os.environ[name]) for name in AUTH_ENV if os.environ.get(name)}
+
+
+def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> tuple[CollectorRegistry, Refresher]:
+    """The exporter's parts, wired: a private registry so registration never calls Azure."""
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    client = ArmClient(
+        settings.arm_url, credential, settings.token_scope, telemetry,
+        timeout=settings.request_timeout.total_seconds(), user_agent=f"azure-backup-exporter/{__version__}",
+        jobs_api_version=settings.jobs_api_version, vaults_api_version=settings.vaults_api_version,
+        pool_size=settings.concurrency)
+    refresher = Refresher(settings, client, telemetry, clock) if clock else Refresher(settings, client, telemetry)
+    registry.register(BackupCollector(refresher))
+    return registry, refresher
+
+
+def run_once(settings: Settings) -> int:
+    registry, refresher = build(settings)
+    refresher.refresh_due(time.monotonic() + ONCE_TIMEOUT)
+    sys.stdout.write(generate_latest(registry).decode())
+    refresher.close()
+    return 0 if any(snap.success for snap in refresher.snapshots()) else 1
+
+
+def run_server(settings: Settings) -> int:
+    registry, refresher = build(settings)
+    host, port = split_listen_address(settings.listen_address)
+    app = ExporterApp(refresher, registry, lambda: [s.ref.path for s in refresher.snapshots()],
+                      settings.scrape_timeout.total_seconds())
+    try:
+        server, _ = serve(app, host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", settings.listen_address, exc)
+        return 1
+    log.info("azure-backup-exporter %s listening on %s; settings: %s", __version__, settings.listen_address,
+             json.dumps(settings.effective()))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    # Start the first refresh now so /-/ready turns green without waiting for a scrape.
+    threading.Thread(target=refresher.refresh_due, args=(time.monotonic(),), daemon=True).start()
+    stop.wait()
+    log.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    refresher.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

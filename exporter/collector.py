@@ -1,0 +1,132 @@
+"""Turns vault snapshots into metric families, fresh on every scrape."""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from . import catalogue as c
+from .models import KNOWN_STATUSES, Job
+from .refresher import Refresher
+from .vault import DURATION_BUCKETS, VaultSnapshot
+
+
+def _gauge(spec: c.MetricSpec) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+def _counter(spec: c.MetricSpec) -> CounterMetricFamily:
+    return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+class BackupCollector(Collector):
+    """Renders what the refresher last fetched; never calls Azure itself."""
+
+    def __init__(self, refresher: Refresher) -> None:
+        self.refresher = refresher
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # a private registry: no collect() at registration, so no API call
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = self.refresher.snapshots()
+        yield from self._job_families(snapshots)
+        yield from self._vault_families(snapshots)
+        yield from self._exporter_families()
+
+    def _job_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
+        latest = LatestJobFamilies()
+        last_success = _gauge(c.LAST_SUCCESS)
+        jobs = _gauge(c.JOBS)
+        finished = _counter(c.JOBS_FINISHED)
+        durations = HistogramMetricFamily(c.JOB_DURATION.name, c.JOB_DURATION.help, labels=c.JOB_DURATION.labels)
+        transferred = _counter(c.TRANSFERRED)
+        for snap in snapshots:
+            vault = snap.ref.labels
+            for _, job in sorted(snap.latest_jobs().items()):
+                latest.add(vault, job)
+            for (bmt, item), when in sorted(snap.last_success.items()):
+                last_success.add_metric([*vault, bmt, item], when)
+            tally = Tally((j.backup_management_type, j.operation, j.status) for j in snap.jobs)
+            for key, count in sorted(tally.items()):
+                jobs.add_metric([*vault, *key], count)
+            for status_key, count in sorted(snap.stats.finished.items()):
+                finished.add_metric([*vault, *status_key], count)
+            for type_op, counts in sorted(snap.stats.bucket_counts.items()):
+                durations.add_metric([*vault, *type_op], _cumulative(counts), snap.stats.duration_sum[type_op])
+            for type_op, total in sorted(snap.stats.transferred.items()):
+                transferred.add_metric([*vault, *type_op], total)
+        yield from latest.families()
+        yield from (last_success, jobs, finished, durations, transferred)
+
+    def _vault_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
+        info, success = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS)
+        duration, refreshed = _gauge(c.VAULT_SCRAPE_DURATION), _gauge(c.VAULT_LAST_REFRESH)
+        for snap in snapshots:
+            info.add_metric([*snap.ref.labels, snap.location], 1)
+            if snap.success is None:
+                continue  # not refreshed yet: no verdict to report
+            success.add_metric(snap.ref.labels, 1 if snap.success else 0)
+            duration.add_metric(snap.ref.labels, snap.duration)
+            if snap.last_refresh is not None:
+                refreshed.add_metric(snap.ref.labels, snap.last_refresh)
+        discovery = _gauge(c.DISCOVERY_SUCCESS)
+        for found in self.refresher.discoveries():
+            if found.success is not None:
+                discovery.add_metric([found.subscription_id], 1 if found.success else 0)
+        yield from (info, success, duration, refreshed, discovery)
+
+    def _exporter_families(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
+        build = _gauge(c.BUILD_INFO)
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
+
+
+class LatestJobFamilies:
+    """The families that describe the latest job of each backup item and operation."""
+
+    def __init__(self) -> None:
+        self.status, self.info = _gauge(c.JOB_LAST_STATUS), _gauge(c.JOB_LAST_INFO)
+        self.start, self.end = _gauge(c.JOB_LAST_START), _gauge(c.JOB_LAST_END)
+        self.duration, self.size = _gauge(c.JOB_LAST_DURATION), _gauge(c.JOB_LAST_SIZE)
+        self.tasks = _gauge(c.JOB_LAST_TASK_STATUS)
+
+    def add(self, vault: tuple[str, str, str], job: Job) -> None:
+        labels = [*vault, job.backup_management_type, job.item, job.operation]
+        known = job.status in KNOWN_STATUSES or not job.status
+        for candidate in KNOWN_STATUSES if known else (*KNOWN_STATUSES, job.status):
+            self.status.add_metric([*labels, candidate], 1 if candidate == job.status else 0)
+        self.info.add_metric([*labels, job.job_id, job.job_type, job.container, job.workload_type], 1)
+        if job.start is not None:
+            self.start.add_metric(labels, job.start)
+        if job.end is not None and job.finished:
+            self.end.add_metric(labels, job.end)
+        if job.duration is not None:
+            self.duration.add_metric(labels, job.duration)
+        if job.size_bytes is not None:
+            self.size.add_metric(labels, job.size_bytes)
+        for task in job.tasks or ():
+            self.tasks.add_metric([*labels, task.name, task.status], 1)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.status, self.info, self.start, self.end, self.duration, self.size, self.tasks)
+
+
+def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts (last one: above every bound) as the exposition's cumulative buckets."""
+    buckets, running = [], 0
+    for bound, count in zip((*DURATION_BUCKETS, float("inf")), counts, strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else str(bound), float(running)))
+    return buckets

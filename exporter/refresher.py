@@ -1,0 +1,196 @@
+"""When and how vaults are refreshed: on scrape, bounded by the scrape's deadline.
+
+Every vault whose data is older than REFRESH_INTERVAL is refreshed in a thread
+pool of CONCURRENCY workers. Concurrent scrapes share in-flight refreshes; a
+scrape that runs out of time is served the last data while the refresh finishes
+in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .arm import ArmClient, ArmError, AuthError
+from .models import VaultRef, parse_vault
+from .settings import Settings
+from .telemetry import Telemetry
+from .vault import VaultSnapshot, VaultState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Discovery:
+    """Vaults found in one subscription; kept when a later discovery fails."""
+
+    subscription_id: str
+    vaults: dict[str, tuple[VaultRef, str]]
+    success: bool | None = None
+    last_run: float | None = None
+
+
+class Refresher:
+    def __init__(self, settings: Settings, client: ArmClient, telemetry: Telemetry,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.clock = clock  # wall-clock for job windows; tests pin it
+        self.client = client
+        self.telemetry = telemetry
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="refresh")
+        self._configured = {ref.key: ref for ref in settings.vault_refs}
+        self._states: dict[str, VaultState] = {
+            key: VaultState(ref, settings.lookback, clock=clock) for key, ref in self._configured.items()}
+        self._discoveries = {sub: Discovery(sub, {}) for sub in settings.subscriptions}
+        self._inflight: dict[str, Future[None]] = {}
+        self._last_attempt: dict[str, float] = {}
+        self._failing: set[str] = set()
+        self.auth_ok: bool | None = None
+        self.ready = threading.Event()
+
+    # --- what the collector reads ----------------------------------------------------------------
+
+    def snapshots(self) -> list[VaultSnapshot]:
+        with self._lock:
+            states = list(self._states.values())
+        return sorted((s.snapshot for s in states), key=lambda snap: snap.ref.key)
+
+    def discoveries(self) -> list[Discovery]:
+        return [self._discoveries[sub] for sub in sorted(self._discoveries)]
+
+    @property
+    def up(self) -> bool:
+        return bool(self.auth_ok) and any(snap.success for snap in self.snapshots())
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def refresh_due(self, deadline: float) -> None:
+        """Refresh what is due and wait for it until `deadline` (time.monotonic())."""
+        self._wait(self._submit_due_discoveries(), deadline)
+        self._wait(self._submit_due_vaults(), deadline)
+        if not self.ready.is_set() and self._all_attempted():
+            self.ready.set()
+
+    def _wait(self, futures: Iterable[Future[None]], deadline: float) -> None:
+        pending = list(futures)
+        if pending:
+            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+
+    def _due(self, key: str, interval: float) -> bool:
+        last = self._last_attempt.get(key)
+        return key not in self._inflight and (last is None or time.monotonic() - last >= interval)
+
+    def _submit(self, key: str, task: object, *args: object) -> None:
+        self._last_attempt[key] = time.monotonic()
+        future: Future[None] = self._executor.submit(task, *args)  # type: ignore[arg-type]
+        self._inflight[key] = future
+        future.add_done_callback(lambda _: self._done(key))
+
+    def _done(self, key: str) -> None:
+        with self._lock:
+            self._inflight.pop(key, None)
+
+    def _submit_due_discoveries(self) -> list[Future[None]]:
+        interval = self.settings.discovery_interval.total_seconds()
+        with self._lock:
+            for sub in self._discoveries:
+                if self._due(f"discovery:{sub}", interval):
+                    self._submit(f"discovery:{sub}", self._discover, sub)
+            return [f for k, f in self._inflight.items() if k.startswith("discovery:")]
+
+    def _submit_due_vaults(self) -> list[Future[None]]:
+        interval = self.settings.refresh_interval.total_seconds()
+        with self._lock:
+            for key, state in self._states.items():
+                if self._due(key, interval):
+                    self._submit(key, self._refresh_vault, state)
+            return [f for k, f in self._inflight.items() if not k.startswith("discovery:")]
+
+    def _all_attempted(self) -> bool:
+        discovered = all(d.success is not None for d in self._discoveries.values())
+        return discovered and all(s.success is not None for s in self.snapshots())
+
+    # --- the work --------------------------------------------------------------------------------
+
+    def _refresh_vault(self, state: VaultState) -> None:
+        started = time.perf_counter()
+        try:
+            state.refresh(self.client, self.telemetry.parse_error)
+        except AuthError as exc:
+            state.mark_failed(time.perf_counter() - started)
+            self._auth_failed(exc)
+        except ArmError as exc:
+            self.auth_ok = True
+            self._note_failure(state.ref.key, f"vault={state.ref.name} refresh failed, keeping its last data: {exc}")
+        except Exception:  # a bug must not kill the worker or hide the other vaults
+            state.mark_failed(time.perf_counter() - started)
+            log.exception("vault=%s refresh failed unexpectedly", state.ref.name)
+        else:
+            self.auth_ok = True
+            self._note_recovery(state.ref.key, f"vault={state.ref.name} refreshed again")
+
+    def _discover(self, subscription_id: str) -> None:
+        discovery = self._discoveries[subscription_id]
+        try:
+            found = {}
+            for resource in self.client.list_vaults(subscription_id):
+                vault = parse_vault(resource, self.telemetry.parse_error)
+                if vault is not None:
+                    found[vault.ref.key] = (vault.ref, vault.location)
+        except AuthError as exc:
+            discovery.success = False
+            self._auth_failed(exc)
+        except ArmError as exc:
+            discovery.success = False
+            self._note_failure(f"discovery:{subscription_id}",
+                               f"subscription={subscription_id} vault discovery failed, keeping the last list: {exc}")
+        else:
+            self.auth_ok = True
+            discovery.vaults, discovery.success = found, True
+            self._note_recovery(f"discovery:{subscription_id}", f"subscription={subscription_id} discovery works again")
+            self._apply_discoveries()
+        finally:
+            discovery.last_run = time.time()
+
+    def _apply_discoveries(self) -> None:
+        """Watch the union of configured and discovered vaults, each once."""
+        with self._lock:
+            wanted: dict[str, tuple[VaultRef, str]] = {k: (r, "") for k, r in self._configured.items()}
+            for discovery in self._discoveries.values():
+                for key, found in discovery.vaults.items():
+                    wanted.setdefault(key, found)
+            for key in set(self._states) - set(wanted):
+                log.info("vault=%s no longer found; its series are dropped", self._states[key].ref.name)
+                del self._states[key]
+            for key, (ref, location) in wanted.items():
+                if key not in self._states:
+                    self._states[key] = VaultState(ref, self.settings.lookback, location, self.clock)
+                elif location and not self._states[key].location:
+                    self._states[key].location = location
+
+    # --- logging without floods: state changes at WARNING/INFO, repeats at DEBUG ------------------
+
+    def _auth_failed(self, exc: AuthError) -> None:
+        was_ok = self.auth_ok
+        self.auth_ok = False
+        level = logging.ERROR if was_ok is not False else logging.DEBUG
+        log.log(level, "authentication failed, azure_backup_up is 0: %s", exc)
+
+    def _note_failure(self, key: str, message: str) -> None:
+        level = logging.DEBUG if key in self._failing else logging.WARNING
+        self._failing.add(key)
+        log.log(level, message)
+
+    def _note_recovery(self, key: str, message: str) -> None:
+        if key in self._failing:
+            self._failing.discard(key)
+            log.info(message)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

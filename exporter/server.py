@@ -1,0 +1,95 @@
+"""The HTTP server: landing page, /metrics (refreshing what is due first), health and readiness."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from . import __version__
+from .refresher import Refresher
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+DEADLINE_MARGIN = 0.5  # seconds kept back from Prometheus' scrape timeout for rendering and the network
+
+
+def scrape_deadline(environ: Environ, default_timeout: float, now: float) -> float:
+    """When a scrape must stop waiting for refreshes: Prometheus' timeout header minus a margin."""
+    timeout = default_timeout
+    header = environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")
+    if header:
+        with contextlib.suppress(ValueError):
+            timeout = float(header)
+    return now + max(0.0, timeout - DEADLINE_MARGIN - 0.05 * timeout)
+
+
+class ExporterApp:
+    def __init__(self, refresher: Refresher, registry: CollectorRegistry, vault_names: Callable[[], list[str]],
+                 default_timeout: float) -> None:
+        self.refresher = refresher
+        self.metrics_app = make_wsgi_app(registry)
+        self.vault_names = vault_names
+        self.default_timeout = default_timeout
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            self.refresher.refresh_due(scrape_deadline(environ, self.default_timeout, time.monotonic()))
+            body: Iterable[bytes] = self.metrics_app(environ, start_response)
+            return body
+        if path == "/-/healthy":
+            return _text(start_response, "200 OK", "OK\n")
+        if path == "/-/ready":
+            if self.refresher.ready.is_set():
+                return _text(start_response, "200 OK", "Ready\n")
+            return _text(start_response, "503 Service Unavailable", "Not ready: first refresh not done\n")
+        if path == "/":
+            return _text(start_response, "200 OK", self._landing_page(), "text/html; charset=utf-8")
+        return _text(start_response, "404 Not Found", "Not found\n")
+
+    def _landing_page(self) -> str:
+        vaults = "".join(f"<li>{html.escape(name)}</li>" for name in self.vault_names()) or "<li>none yet</li>"
+        return (
+            "<!doctype html><html><head><title>Azure Backup Exporter</title></head><body>"
+            f"<h1>Azure Backup Exporter</h1><p>Version {html.escape(__version__)}</p>"
+            '<p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>'
+            f"<h2>Watched vaults</h2><ul>{vaults}</ul></body></html>\n")
+
+
+def _text(start_response: StartResponse, status: str, body: str,
+          content_type: str = "text/plain; charset=utf-8") -> list[bytes]:
+    data = body.encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadingServerV6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+def serve(app: ExporterApp, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Start serving in a thread; returns the server (for shutdown) and its thread."""
+    server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
+    server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return server, thread

@@ -1,0 +1,280 @@
+"""One vault's job data: how a refresh lists, merges and details its jobs.
+
+A refresh works on private state and then publishes an immutable snapshot, so a
+scrape rendering metrics never sees a half-merged vault.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from .arm import ArmClient, ArmError
+from .models import (
+    FINISHED_STATUSES,
+    SUCCESS_STATUSES,
+    ErrorSink,
+    Job,
+    VaultRef,
+    parse_job,
+    parse_vault,
+)
+from .parsing import format_filter_time
+from .settings import MAX_LOOKBACK
+
+log = logging.getLogger(__name__)
+
+# Later refreshes list from the previous refresh's start minus this, since ARM lists jobs with some delay.
+OVERLAP = timedelta(minutes=15)
+CLOCK_SKEW = timedelta(minutes=5)
+DURATION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
+
+SeriesKey = tuple[str, str, str]  # backup_management_type, item, operation
+ItemKey = tuple[str, str]  # backup_management_type, item
+TypeOpKey = tuple[str, str]  # backup_management_type, operation
+
+
+@dataclass
+class FinishedStats:
+    """Counters and histogram of the jobs seen finishing while watched, per type and operation."""
+
+    finished: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    bucket_counts: dict[TypeOpKey, list[int]] = field(default_factory=dict)
+    duration_sum: dict[TypeOpKey, float] = field(default_factory=lambda: defaultdict(float))
+    transferred: dict[TypeOpKey, float] = field(default_factory=lambda: defaultdict(float))
+
+    def declare(self, key: TypeOpKey) -> None:
+        """Pre-set the series to 0 so that increase() sees the first failure."""
+        for status in FINISHED_STATUSES:
+            self.finished.setdefault((*key, status), 0)
+        self.bucket_counts.setdefault(key, [0] * (len(DURATION_BUCKETS) + 1))
+        self.duration_sum.setdefault(key, 0.0)
+        self.transferred.setdefault(key, 0.0)
+
+    def add_finished(self, job: Job) -> None:
+        key = (job.backup_management_type, job.operation)
+        self.declare(key)
+        self.finished[(*key, job.status)] += 1
+        duration = job_duration(job)
+        if duration is not None:
+            self.bucket_counts[key][bisect_left(DURATION_BUCKETS, duration)] += 1
+            self.duration_sum[key] += duration
+
+    def add_transferred(self, job: Job) -> None:
+        if job.size_bytes is not None:
+            self.transferred[(job.backup_management_type, job.operation)] += job.size_bytes
+
+    def copy(self) -> FinishedStats:
+        return FinishedStats(
+            defaultdict(int, self.finished), {k: list(v) for k, v in self.bucket_counts.items()},
+            defaultdict(float, self.duration_sum), defaultdict(float, self.transferred))
+
+
+def job_duration(job: Job) -> float | None:
+    """Azure's duration; end - start where Azure sent none."""
+    if job.duration is not None:
+        return job.duration
+    if job.start is not None and job.end is not None:
+        return max(0.0, job.end - job.start)
+    return None
+
+
+@dataclass(frozen=True)
+class VaultSnapshot:
+    """What the collector renders for one vault: immutable, replaced whole after each refresh."""
+
+    ref: VaultRef
+    location: str = ""
+    jobs: tuple[Job, ...] = ()
+    last_success: MappingProxyType[ItemKey, float] = field(default_factory=lambda: MappingProxyType({}))
+    stats: FinishedStats = field(default_factory=FinishedStats)
+    success: bool | None = None  # None: never refreshed
+    duration: float = 0.0
+    last_refresh: float | None = None  # when data was last refreshed successfully
+
+    def latest_jobs(self) -> dict[SeriesKey, Job]:
+        return latest_by_series(self.jobs)
+
+
+def latest_by_series(jobs: Any) -> dict[SeriesKey, Job]:
+    latest: dict[SeriesKey, Job] = {}
+    for job in jobs:
+        current = latest.get(job.series_key)
+        if current is None or (job.start or 0.0, job.job_id) > (current.start or 0.0, current.job_id):
+            latest[job.series_key] = job
+    return latest
+
+
+class VaultState:
+    """The working state of one vault; only its refresh thread touches it."""
+
+    def __init__(self, ref: VaultRef, lookback: timedelta, location: str = "",
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.ref = ref
+        self.clock = clock
+        self.lookback = lookback
+        self.location = location
+        self.jobs: dict[str, Job] = {}
+        self.last_success: dict[ItemKey, float] = {}
+        self.stats = FinishedStats()
+        self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
+        self.listed_until: datetime | None = None
+        self.watch_started: float | None = None
+        self.snapshot = VaultSnapshot(ref, location)
+
+    @property
+    def refreshed_once(self) -> bool:
+        return self.listed_until is not None
+
+    def refresh(self, client: ArmClient, on_error: ErrorSink) -> VaultSnapshot:
+        """List, merge and detail the vault's jobs; publish and return the new snapshot.
+
+        On failure the previous data stays and only the success flag and duration change.
+        """
+        started = time.perf_counter()
+        now = self.clock()
+        try:
+            if not self.location:
+                discovered = parse_vault(client.get_vault(self.ref), on_error)
+                self.location = discovered.location if discovered else ""
+            listed = self._list(client, now, on_error)
+            self._merge(listed, now, on_error)
+            self._fetch_details(client, on_error)
+            self._prune(now)
+            self.listed_until = now
+        except ArmError:
+            self.snapshot = VaultSnapshot(
+                self.ref, self.location, self.snapshot.jobs, self.snapshot.last_success, self.snapshot.stats,
+                False, time.perf_counter() - started, self.snapshot.last_refresh)
+            raise
+        self.snapshot = VaultSnapshot(
+            self.ref, self.location, tuple(self.jobs.values()), MappingProxyType(dict(self.last_success)),
+            self.stats.copy(), True, time.perf_counter() - started, now.timestamp())
+        return self.snapshot
+
+    # --- listing ---------------------------------------------------------------------------------
+
+    def _list(self, client: ArmClient, now: datetime, on_error: ErrorSink) -> dict[str, Job]:
+        until = now + CLOCK_SKEW
+        if self.listed_until is None:
+            since = now - self.lookback
+            filters = [_window_filter(since, until), "status eq 'InProgress'"]
+        else:
+            # Cover every job we last saw running, so its end is seen without a GET per running job.
+            running_starts = [j.start for j in self.jobs.values() if not j.finished and j.start is not None]
+            since = self.listed_until - OVERLAP
+            if running_starts:
+                since = min(since, datetime.fromtimestamp(min(running_starts), UTC) - timedelta(minutes=1))
+            since = max(since, now - MAX_LOOKBACK)
+            filters = [_window_filter(since, until)]
+        listed: dict[str, Job] = {}
+        for odata_filter in filters:
+            for resource in client.list_jobs(self.ref, odata_filter):
+                job = parse_job(resource, on_error)
+                if job is not None:
+                    listed[job.job_id] = job
+        return listed
+
+    # --- merging ---------------------------------------------------------------------------------
+
+    def _merge(self, listed: dict[str, Job], now: datetime, on_error: ErrorSink) -> None:
+        first = not self.refreshed_once
+        if first:
+            self.watch_started = now.timestamp()
+        horizon = (now - self.lookback).timestamp()
+        for job_id, job in listed.items():
+            previous = self.jobs.get(job_id)
+            self.jobs[job_id] = _keep_details(previous, job)
+            self.stats.declare((job.backup_management_type, job.operation))
+            if not first and self._newly_finished(previous, job, horizon):
+                self._count_finished(self.jobs[job_id])
+        self._record_successes(listed.values())
+
+    def _newly_finished(self, previous: Job | None, job: Job, horizon: float) -> bool:
+        if not job.finished:
+            return False
+        if previous is not None:
+            return not previous.finished
+        # Unknown and already finished: count it only if it could not have been seen before
+        # (a job older than the lookback was pruned, or finished before the watch began).
+        return (job.start or 0.0) >= horizon and (job.end or 0.0) >= (self.watch_started or 0.0)
+
+    def _count_finished(self, job: Job) -> None:
+        self.stats.add_finished(job)
+        if job.size_bytes is not None:
+            self.stats.add_transferred(job)
+        else:
+            self.awaiting_size.add(job.job_id)
+
+    def _record_successes(self, jobs: Any) -> None:
+        for job in jobs:
+            if job.operation == "Backup" and job.status in SUCCESS_STATUSES and job.end is not None:
+                key = (job.backup_management_type, job.item)
+                self.last_success[key] = max(self.last_success.get(key, 0.0), job.end)
+
+    # --- details ---------------------------------------------------------------------------------
+
+    def _detail_targets(self) -> list[str]:
+        """Latest job per item and operation (unless finished and detailed) and finished jobs awaiting size."""
+        targets = {job.job_id for job in latest_by_series(self.jobs.values()).values()
+                   if not (job.finished and job.tasks is not None)}
+        targets |= {job_id for job_id in self.awaiting_size if job_id in self.jobs}
+        return sorted(targets)
+
+    def _fetch_details(self, client: ArmClient, on_error: ErrorSink) -> None:
+        for job_id in self._detail_targets():
+            try:
+                resource = client.get_job(self.ref, job_id)
+            except ArmError as exc:
+                if exc.status == 404:
+                    self.jobs.pop(job_id, None)
+                    self.awaiting_size.discard(job_id)
+                    continue
+                if exc.status is None or exc.status == 429 or exc.status >= 500:
+                    log.warning("vault=%s job details not fetched, retried on the next refresh: %s",
+                                self.ref.name, exc)
+                    return
+                raise
+            details = parse_job(resource, on_error)
+            if details is None:
+                continue
+            previous = self.jobs[job_id]
+            self.jobs[job_id] = previous.with_details(details)
+            if not previous.finished and details.finished:
+                self._count_finished(self.jobs[job_id])
+            if job_id in self.awaiting_size and details.finished:
+                self.awaiting_size.discard(job_id)
+                self.stats.add_transferred(self.jobs[job_id])
+            self._record_successes([self.jobs[job_id]])
+
+    def _prune(self, now: datetime) -> None:
+        horizon = (now - self.lookback).timestamp()
+        for job_id in [j.job_id for j in self.jobs.values() if j.finished and (j.start or 0.0) < horizon]:
+            del self.jobs[job_id]
+            self.awaiting_size.discard(job_id)
+
+    def mark_failed(self, duration: float) -> None:
+        """A refresh that failed before it reached the vault (no token): keep data, flag failure."""
+        old = self.snapshot
+        self.snapshot = VaultSnapshot(self.ref, self.location, old.jobs, old.last_success, old.stats,
+                                      False, duration, old.last_refresh)
+
+
+def _keep_details(previous: Job | None, listed: Job) -> Job:
+    """LIST carries no details: keep the ones already fetched while they can still be right."""
+    if previous is None or previous.tasks is None:
+        return listed
+    if previous.finished and previous.status == listed.status:
+        return previous  # a finished job's details never change
+    return replace(listed, size_bytes=previous.size_bytes, tasks=previous.tasks)
+
+
+def _window_filter(since: datetime, until: datetime) -> str:
+    return f"startTime eq '{format_filter_time(since)}' and endTime eq '{format_filter_time(until)}'"
