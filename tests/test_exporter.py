@@ -1,0 +1,345 @@
+"""The exporter end to end over real HTTP: fake ARM on loopback, real azure-identity, real client and collector."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job
+
+from .conftest import NOW, SUB_A, SUB_B, Exporter, drop_volatile, fixed_clock
+
+GOLDEN = Path(__file__).parent / "golden"
+H = timedelta(hours=1)
+
+
+def _vault_labels(vault: FakeVault) -> dict[str, str]:
+    return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name}
+
+
+def _item(vault: FakeVault, item: str, operation: str = "Backup", bmt: str = "AzureIaasVM") -> dict[str, str]:
+    return {**_vault_labels(vault), "backup_management_type": bmt, "backup_item": item, "operation": operation}
+
+
+def _backup(vault: FakeVault, job_id: str, item: str, start: datetime, status: str = "Completed",
+            minutes: int = 41, **kwargs: object) -> dict[str, object]:
+    end = start + timedelta(minutes=minutes) if status != "InProgress" else None
+    defaults: dict[str, object] = {"size": "11370 MB", "tasks": [("Take Snapshot", "Completed"),
+                                                                ("Transfer data to vault", "Completed")]}
+    if status == "InProgress":
+        defaults = {"tasks": [("Take Snapshot", "Completed"), ("Transfer data to vault", "InProgress")],
+                    "duration": "PT20M"}
+    return make_job(job_id, vault=vault, item=item, status=status, start=start, end=end, **{**defaults, **kwargs})
+
+
+def _guid(n: int) -> str:
+    return f"00000000-0000-0000-0000-{n:012d}"
+
+
+@pytest.fixture
+def two_vaults(estate: FakeEstate) -> tuple[FakeVault, FakeVault]:
+    a = estate.add_vault(SUB_A, "rg-prod", "vault-prod", "westeurope")
+    b = estate.add_vault(SUB_B, "rg-dev", "vault-dev", "northeurope")
+    estate.add_job(a.name, _backup(a, _guid(1), "vm-web", NOW - 30 * H))
+    estate.add_job(a.name, _backup(a, _guid(2), "vm-web", NOW - 6 * H, status="Failed", size=None,
+                                   error="UserErrorGuestAgentStatusUnavailable"))
+    estate.add_job(a.name, _backup(a, _guid(3), "vm-db", NOW - 5 * H, status="CompletedWithWarnings",
+                                   duration="00:20:23.0896697", size="2332 MB"))
+    estate.add_job(a.name, _backup(a, _guid(4), "vm-db", NOW - 2 * H, status="InProgress"))
+    estate.add_job(a.name, make_job(_guid(5), vault=a, item="vm-web", operation="Restore", status="Completed",
+                                    start=NOW - 3 * H, end=NOW - 2 * H, duration="PT1H"))
+    estate.add_job(b.name, make_job(_guid(6), vault=b, item="files-share", status="Completed",
+                                    job_type="AzureStorageJob", backup_management_type="AzureStorage",
+                                    start=NOW - 4 * H, end=NOW - 4 * H + timedelta(minutes=3),
+                                    duration="PT3M", size="0 MB"))
+    return a, b
+
+
+def _exporter(make_exporter: Callable[..., Exporter], *vaults: FakeVault, **overrides: str) -> Exporter:
+    return make_exporter(fixed_clock(NOW), vaults=",".join(v.id for v in vaults), **overrides)
+
+
+def test_golden_exposition(two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter],
+                           request: pytest.FixtureRequest) -> None:
+    exporter = _exporter(make_exporter, *two_vaults)
+    exporter.scrape()
+    text = drop_volatile(exporter.scrape())  # a second scrape: counters stay put when nothing changed
+    golden = GOLDEN / "two_vaults.prom"
+    if request.config.getoption("--update-golden"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_latest_job_status_and_details(two_vaults: tuple[FakeVault, FakeVault],
+                                       make_exporter: Callable[..., Exporter]) -> None:
+    prod, dev = two_vaults
+    exporter = _exporter(make_exporter, prod, dev)
+    exporter.scrape()
+    web = _item(prod, "vm-web")
+    assert exporter.value("azure_backup_job_last_status", **web, status="Failed") == 1
+    assert exporter.value("azure_backup_job_last_status", **web, status="Completed") == 0
+    # last success survives a newer failure
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds",
+                          **{k: v for k, v in web.items() if k != "operation"}) == pytest.approx(
+        (NOW - 30 * H + timedelta(minutes=41)).timestamp(), abs=1)
+    db = _item(prod, "vm-db")
+    assert exporter.value("azure_backup_job_last_status", **db, status="InProgress") == 1
+    assert exporter.value("azure_backup_job_last_end_timestamp_seconds", **db) is None
+    assert exporter.value("azure_backup_job_last_duration_seconds", **db) == 1200
+    assert exporter.value("azure_backup_job_last_task_status", **db, task="Transfer data to vault",
+                          status="InProgress") == 1
+    share = _item(dev, "files-share", bmt="AzureStorage")
+    assert exporter.value("azure_backup_job_last_size_bytes", **share) == 0
+    assert exporter.value("azure_backup_vault_info", **_vault_labels(dev), location="northeurope") == 1
+    assert exporter.value("azure_backup_up") == 1
+
+
+def test_job_finishing_between_scrapes_moves_counters_by_exactly_one(
+        two_vaults: tuple[FakeVault, FakeVault], estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    exporter = _exporter(make_exporter, prod)
+    exporter.scrape()
+    labels = {**_vault_labels(prod), "backup_management_type": "AzureIaasVM", "operation": "Backup"}
+    # Jobs already finished at the first refresh are not counted, but the series exist at 0.
+    assert exporter.value("azure_backup_jobs_finished_total", **labels, status="Completed") == 0
+    assert exporter.value("azure_backup_jobs_finished_total", **labels, status="Failed") == 0
+    assert exporter.value("azure_backup_job_duration_seconds_count", **labels) == 0
+    assert exporter.value("azure_backup_transferred_bytes_total", **labels) == 0
+
+    estate.update_job(prod.name, _guid(4), status="Completed", endTime=_azure_time(NOW - H), duration="PT1H",
+                      extendedInfo={"tasksList": [], "propertyBag": {"Backup Size": "100 MB"}})
+    exporter.scrape()
+    assert exporter.value("azure_backup_jobs_finished_total", **labels, status="Completed") == 1
+    assert exporter.value("azure_backup_jobs_finished_total", **labels, status="Failed") == 0
+    assert exporter.value("azure_backup_job_duration_seconds_count", **labels) == 1
+    assert exporter.value("azure_backup_job_duration_seconds_sum", **labels) == 3600
+    assert exporter.value("azure_backup_job_duration_seconds_bucket", **labels, le="3600.0") == 1
+    assert exporter.value("azure_backup_job_duration_seconds_bucket", **labels, le="1800.0") == 0
+    assert exporter.value("azure_backup_transferred_bytes_total", **labels) == 100 * 1024**2
+    exporter.scrape()  # relisting the same finished job (the overlap) must not count it twice
+    assert exporter.value("azure_backup_jobs_finished_total", **labels, status="Completed") == 1
+    assert exporter.value("azure_backup_transferred_bytes_total", **labels) == 100 * 1024**2
+
+
+def test_job_that_starts_and_finishes_between_scrapes_is_counted(
+        two_vaults: tuple[FakeVault, FakeVault], estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    clock = fixed_clock(NOW)
+    exporter = make_exporter(clock, vaults=prod.id)
+    exporter.scrape()
+    estate.add_job(prod.name, _backup(prod, _guid(9), "vm-new", NOW + timedelta(minutes=2), status="Failed",
+                                      minutes=5, size=None))
+    clock.advance(timedelta(minutes=10))
+    exporter.scrape()
+    labels = {**_vault_labels(prod), "backup_management_type": "AzureIaasVM", "operation": "Backup"}
+    assert exporter.value("azure_backup_jobs_finished_total", **labels, status="Failed") == 1
+    assert exporter.value("azure_backup_job_last_status", **_item(prod, "vm-new"), status="Failed") == 1
+
+
+def test_in_progress_job_older_than_the_window_stays_visible(
+        estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    vault = estate.add_vault(SUB_A, "rg", "vault-slow")
+    estate.add_job(vault.name, _backup(vault, _guid(1), "vm-huge", NOW - 3 * 24 * H, status="InProgress",
+                                       duration="P3D"))
+    exporter = _exporter(make_exporter, vault, lookback="48h")
+    exporter.scrape()
+    labels = _item(vault, "vm-huge")
+    assert exporter.value("azure_backup_job_last_status", **labels, status="InProgress") == 1
+    assert exporter.value("azure_backup_job_last_duration_seconds", **labels) == 3 * 86400
+    exporter.scrape()  # and on later, incremental refreshes
+    assert exporter.value("azure_backup_job_last_status", **labels, status="InProgress") == 1
+
+
+def test_paging_follows_the_xml_skiptoken(estate: FakeEstate, arm: FakeArm,
+                                          make_exporter: Callable[..., Exporter]) -> None:
+    arm.page_size = 2
+    vault = estate.add_vault(SUB_A, "rg", "vault-big")
+    for n in range(7):
+        estate.add_job(vault.name, _backup(vault, _guid(n), f"vm-{n}", NOW - (n + 1) * H))
+    exporter = _exporter(make_exporter, vault)
+    exporter.scrape()
+    assert exporter.value("azure_backup_jobs", **_vault_labels(vault), backup_management_type="AzureIaasVM",
+                          operation="Backup", status="Completed") == 7
+    pages = [r for r in arm.requests if r.path.endswith("/backupJobs") and "$skiptoken" in r.query]
+    assert len(pages) >= 3
+    assert all(r.query["api-version"] == "2025-02-01" for r in pages)  # ours, not the nextLink's 2017-07-01
+
+
+def test_throttling_is_retried_after_retry_after_and_counted(
+        two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    arm.set_fault(prod.name, Fault("throttle", retry_after=1, times=2))
+    exporter = _exporter(make_exporter, prod)
+    started = time.monotonic()
+    exporter.scrape()
+    assert time.monotonic() - started >= 2  # Retry-After honoured twice
+    assert exporter.value("azure_backup_api_throttled_total") == 2
+    assert exporter.value("azure_backup_api_requests_total", operation="vaults_get", code="429") == 2
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 1
+
+
+def test_server_errors_are_retried(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                   make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    arm.set_fault(prod.name, Fault("status", status=503, code="ServiceUnavailable", times=1))
+    exporter = _exporter(make_exporter, prod)
+    exporter.scrape()
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 1
+    assert exporter.value("azure_backup_api_requests_total", operation="vaults_get", code="503") == 1
+
+
+@pytest.mark.parametrize("fault", [
+    Fault("status", status=403, code="AuthorizationFailed", message="The client does not have authorization"),
+    Fault("status", status=404, code="ResourceNotFound", message="The Resource was not found"),
+    Fault("status", status=500, code="CloudInternalError", message="Wait for a few minutes"),
+    Fault("malformed"),
+    Fault("timeout", delay=3.0),
+], ids=["403", "404", "500", "malformed-json", "timeout"])
+def test_one_failing_vault_keeps_its_last_data_and_hides_no_other(
+        fault: Fault, two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+        make_exporter: Callable[..., Exporter]) -> None:
+    prod, dev = two_vaults
+    exporter = _exporter(make_exporter, prod, dev, request_timeout="1s")
+    exporter.scrape()
+    web = _item(prod, "vm-web")
+    assert exporter.value("azure_backup_job_last_status", **web, status="Failed") == 1
+    arm.set_fault(prod.name, fault)
+    text = exporter.scrape()
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 0
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(dev)) == 1
+    assert exporter.value("azure_backup_job_last_status", **web, status="Failed") == 1  # last good data kept
+    assert exporter.value("azure_backup_up") == 1
+    assert 'vault="vault-dev"' in text
+
+
+def test_offhost_nextlink_never_gets_the_token(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                               make_exporter: Callable[..., Exporter]) -> None:
+    prod, dev = two_vaults
+    with FakeArm(FakeEstate()) as elsewhere:
+        arm.set_fault(prod.name, Fault("offhost_nextlink", url=f"{elsewhere.url}/steal"))
+        exporter = _exporter(make_exporter, prod, dev)
+        exporter.scrape()
+        assert len(elsewhere.requests) == 0
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 0
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(dev)) == 1
+
+
+def test_bad_values_drop_one_field_and_are_counted(estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    vault = estate.add_vault(SUB_A, "rg", "vault-odd")
+    estate.add_job(vault.name, _backup(vault, _guid(1), "vm-odd", NOW - H, duration="forty minutes",
+                                       size="lots"))
+    exporter = _exporter(make_exporter, vault)
+    exporter.scrape()
+    labels = _item(vault, "vm-odd")
+    assert exporter.value("azure_backup_job_last_status", **labels, status="Completed") == 1
+    assert exporter.value("azure_backup_job_last_duration_seconds", **labels) is None
+    assert exporter.value("azure_backup_job_last_size_bytes", **labels) is None
+    assert exporter.value("azure_backup_job_last_start_timestamp_seconds", **labels) == (NOW - H).timestamp()
+    assert exporter.value("azure_backup_parse_errors_total", field="duration") >= 1
+    assert exporter.value("azure_backup_parse_errors_total", field="Backup Size") == 1
+
+
+def test_details_are_fetched_once_for_finished_jobs(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                                    make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    exporter = _exporter(make_exporter, prod)
+    exporter.scrape()
+    first = sorted(r.path.rsplit("/", 1)[1] for r in arm.requests if "/backupJobs/" in r.path)
+    # the latest job of each item and operation: vm-web Backup (2), vm-db Backup (4), vm-web Restore (5)
+    assert first == [_guid(2), _guid(4), _guid(5)]
+    arm.requests.clear()
+    exporter.scrape()
+    again = [r.path.rsplit("/", 1)[1] for r in arm.requests if "/backupJobs/" in r.path]
+    assert again == [_guid(4)]  # only the running one; finished details are cached for good
+
+
+def test_concurrent_scrapes_share_one_refresh(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                              make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    arm.latency = 0.3
+    exporter = _exporter(make_exporter, prod)
+    threads = [threading.Thread(target=exporter.scrape) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([r for r in arm.requests if r.path.endswith("/vault-prod")]) == 1
+
+
+def test_a_scrape_stops_waiting_at_its_deadline(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                                make_exporter: Callable[..., Exporter]) -> None:
+    prod, _ = two_vaults
+    exporter = _exporter(make_exporter, prod)
+    exporter.scrape()
+    arm.latency = 1.0
+    started = time.monotonic()
+    exporter.scrape(timeout=0.5)
+    assert time.monotonic() - started < 1.0
+    assert exporter.value("azure_backup_job_last_status", **_item(prod, "vm-web"), status="Failed") == 1
+    deadline = time.monotonic() + 30
+    while exporter.refresher._inflight and time.monotonic() < deadline:  # finishes in the background
+        time.sleep(0.1)
+    assert not exporter.refresher._inflight
+
+
+def test_credential_failure_sets_up_0_and_recovers(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                                   make_exporter: Callable[..., Exporter],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    prod, _ = two_vaults
+    # 401 with an empty body: azure-identity raises a raw JSONDecodeError
+    arm.identity_fault = Fault("status", status=401)
+    exporter = _exporter(make_exporter, prod)
+    exporter.scrape()
+    assert exporter.value("azure_backup_up") == 0
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 0
+    assert any("authentication failed" in r.getMessage() for r in caplog.records)
+    assert not any(arm.token in r.getMessage() for r in caplog.records)
+    arm.identity_fault = None
+    exporter.scrape()
+    assert exporter.value("azure_backup_up") == 1
+
+
+def test_discovery_and_explicit_vaults_are_watched_once(
+        two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter]) -> None:
+    prod, dev = two_vaults
+    exporter = make_exporter(fixed_clock(NOW), subscriptions=SUB_A, vaults=f"{prod.id},{dev.id}".upper()
+                             .replace("/SUBSCRIPTIONS/", "/subscriptions/"))
+    text = exporter.scrape()
+    assert text.count('azure_backup_vault_info{') == 2
+    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_A) == 1
+
+
+def test_every_job_type_parses(estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    vault = estate.add_vault(SUB_A, "rg", "vault-all")
+    kinds = [("AzureIaaSVMJob", "AzureIaasVM"), ("AzureIaaSVMJobV2", "AzureIaasVM"),
+             ("AzureStorageJob", "AzureStorage"), ("AzureWorkloadJob", "AzureWorkload"), ("DpmJob", "DPM"),
+             ("MabJob", "MAB"), ("VaultJob", "Invalid"), ("SomeFutureJob", "DefaultBackup")]
+    for n, (job_type, bmt) in enumerate(kinds):
+        estate.add_job(vault.name, make_job(_guid(n), vault=vault, item=f"item-{n}", job_type=job_type,
+                                            backup_management_type=bmt, start=NOW - H, end=NOW - H / 2,
+                                            duration="00:30:00"))
+    exporter = _exporter(make_exporter, vault)
+    text = exporter.scrape()
+    for n, (job_type, bmt) in enumerate(kinds):
+        labels = _item(vault, f"item-{n}", bmt=bmt)
+        assert exporter.value("azure_backup_job_last_duration_seconds", **labels) == 1800, job_type
+        assert f'job_type="{job_type}"' in text
+
+
+def _azure_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def test_no_token_leaves_the_arm_endpoint_in_any_request(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
+                                                          make_exporter: Callable[..., Exporter]) -> None:
+    exporter = _exporter(make_exporter, *two_vaults)
+    exporter.scrape()
+    agents = {r.headers.get("User-Agent", "") for r in arm.requests if not r.path.startswith("/msi")}
+    assert agents and all(a.startswith("azure-backup-exporter/") for a in agents)
+    assert requests.get(f"{arm.url}/subscriptions", timeout=5).status_code == 401  # the fake checks tokens

@@ -1,0 +1,139 @@
+"""The exporter as a process: HTTP endpoints, content negotiation, --once, shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job
+from exporter.server import scrape_deadline
+
+from .conftest import SUB_A
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(arm: FakeArm, vault: FakeVault, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    return {**base, "IDENTITY_ENDPOINT": arm.identity_endpoint, "IDENTITY_HEADER": arm.identity_header,
+            "AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL": arm.url, "AZURE_BACKUP_EXPORTER_VAULTS": vault.id, **extra}
+
+
+@pytest.fixture
+def vault(estate: FakeEstate) -> FakeVault:
+    vault = estate.add_vault(SUB_A, "rg-prod", "vault-prod")
+    now = datetime.now(UTC)
+    estate.add_job(vault.name, make_job("00000000-0000-0000-0000-000000000001", vault=vault, item="vm-web",
+                                        status="Failed", start=now - timedelta(hours=2), end=now - timedelta(hours=1)))
+    return vault
+
+
+@pytest.fixture
+def server(arm: FakeArm, vault: FakeVault) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"],
+                            env=_env(arm, vault), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    yield url, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_endpoints(server: tuple[str, subprocess.Popen[str]]) -> None:
+    url, _ = server
+    assert requests.get(f"{url}/-/ready", timeout=5).status_code == 200
+    assert requests.get(f"{url}/-/healthy", timeout=5).text == "OK\n"
+    landing = requests.get(f"{url}/", timeout=5)
+    assert "Azure Backup Exporter" in landing.text and "vault-prod" in landing.text and 'href="/metrics"' in landing.text
+    assert requests.get(f"{url}/nope", timeout=5).status_code == 404
+
+
+def test_metrics_negotiation_and_gzip(server: tuple[str, subprocess.Popen[str]]) -> None:
+    url, _ = server
+    plain = requests.get(f"{url}/metrics", timeout=10)
+    assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'azure_backup_job_last_status{backup_item="vm-web"' in plain.text
+    assert "azure_backup_up 1.0" in plain.text
+    openmetrics = requests.get(f"{url}/metrics", headers={"Accept": "application/openmetrics-text"}, timeout=10)
+    assert openmetrics.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.rstrip().endswith("# EOF")
+    raw = requests.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert b"azure_backup_up" in gzip.decompress(raw.raw.read())
+
+
+def test_output_passes_promtool_check_metrics(server: tuple[str, subprocess.Popen[str]]) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: install Debian's prometheus package (scripts/test does)"
+    url, _ = server
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_sigterm_shuts_down_cleanly(server: tuple[str, subprocess.Popen[str]]) -> None:
+    _, proc = server
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert "shutting down" in proc.stderr.read() if proc.stderr else False
+
+
+def test_once_prints_the_exposition(arm: FakeArm, vault: FakeVault) -> None:
+    result = subprocess.run([sys.executable, "-m", "exporter", "--once"], env=_env(arm, vault),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert 'azure_backup_vault_scrape_success{resource_group="rg-prod"' in result.stdout
+    assert arm.token not in result.stdout + result.stderr
+
+
+def test_once_exits_1_when_no_vault_refreshed(arm: FakeArm, vault: FakeVault) -> None:
+    env = _env(arm, vault, AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL=f"http://127.0.0.1:{_free_port()}",
+               AZURE_BACKUP_EXPORTER_REQUEST_TIMEOUT="1s")
+    result = subprocess.run([sys.executable, "-m", "exporter", "--once"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "azure_backup_up 0.0" in result.stdout
+    assert "refresh failed" in result.stderr
+
+
+def test_demo_once_shows_simulated_data_loudly() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    result = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--once"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "SIMULATED" in result.stderr
+    for job_type in ("AzureIaaSVMJob", "AzureWorkloadJob", "AzureStorageJob", "MabJob", "DpmJob"):
+        assert f'job_type="{job_type}"' in result.stdout
+    assert 'status="Failed"} 1.0' in result.stdout
+
+
+@pytest.mark.parametrize(("header", "expected"), [("10", 9.0), ("4", 3.3), (None, 19.0), ("junk", 19.0)])
+def test_scrape_deadline_follows_prometheus_timeout_header(header: str | None, expected: float) -> None:
+    environ = {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": header} if header else {}
+    # without a usable header the configured default (20 s here) applies
+    assert scrape_deadline(environ, 20.0, 100.0) - 100.0 == pytest.approx(expected)
