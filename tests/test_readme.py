@@ -1,0 +1,42 @@
+"""The README is the user's manual: what it lists must match the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from exporter.catalogue import markdown_table
+from exporter.settings import Settings, env_name
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_metrics_table_matches_the_catalogue() -> None:
+    table = README.split("<!-- metrics-table:start -->\n")[1].split("<!-- metrics-table:end -->")[0]
+    assert table.strip() == markdown_table().strip(), "run: python -c 'from exporter.catalogue import " \
+        "markdown_table; print(markdown_table())' and paste it into the README"
+
+
+def test_every_setting_is_documented() -> None:
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", README, re.MULTILINE))
+    assert {env_name(name).removeprefix("AZURE_BACKUP_EXPORTER_") for name in Settings.model_fields} == documented
+
+
+def test_documented_defaults_match_the_code() -> None:
+    rows = {m[0]: m[1] for m in re.findall(r"^\| `([A-Z_]+)` \| `[^`]+` \| `([^`]+)` \|", README, re.MULTILINE)}
+    defaults = Settings.model_fields
+    assert rows["LOOKBACK"] == "7d" and defaults["lookback"].default.days == 7
+    assert rows["REFRESH_INTERVAL"] == "60s" and defaults["refresh_interval"].default.total_seconds() == 60
+    assert rows["CONCURRENCY"] == str(defaults["concurrency"].default)
+    assert rows["LISTEN_ADDRESS"] == defaults["listen_address"].default
+    assert rows["JOBS_API_VERSION"] == defaults["jobs_api_version"].default
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    first_block = README.split("```sh\n")[1].split("```")[0]
+    assert first_block.splitlines()[0].startswith("./scripts/demo")
+    assert first_block.splitlines()[1].startswith("./scripts/test")
+    root = Path(__file__).parent.parent
+    assert (root / "scripts" / "demo").stat().st_mode & 0o111
+    assert (root / "scripts" / "test").stat().st_mode & 0o111
+    assert "./scripts/test" in (root / ".ci" / "run").read_text()
