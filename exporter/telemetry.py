@@ -18,7 +18,7 @@ PARSED_FIELDS = ("job", "startTime", "endTime", "duration", "Backup Size", "task
 class Telemetry:
     def __init__(self, registry: CollectorRegistry) -> None:
         # _created samples add a series per counter and nothing an alert or dashboard here uses.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.api_requests = Counter(c.API_REQUESTS.name, c.API_REQUESTS.help, c.API_REQUESTS.labels,
                                     registry=registry)
         self.api_duration = Histogram(c.API_DURATION.name, c.API_DURATION.help, c.API_DURATION.labels,

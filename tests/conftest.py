@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,8 +56,6 @@ class Exporter:
 
     def scrape(self, timeout: float = 60.0) -> str:
         """What Prometheus would get: refresh what is due, then render the text exposition."""
-        import time
-
         self.refresher.refresh_due(time.monotonic() + timeout)
         return generate_latest(self.registry).decode()
 

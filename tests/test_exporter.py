@@ -27,7 +27,7 @@ def _item(vault: FakeVault, item: str, operation: str = "Backup", bmt: str = "Az
     return {**_vault_labels(vault), "backup_management_type": bmt, "backup_item": item, "operation": operation}
 
 
-def _backup(vault: FakeVault, job_id: str, item: str, start: datetime, status: str = "Completed",
+def _backup(vault: FakeVault, job_id: str, item: str, start: datetime, *, status: str = "Completed",
             minutes: int = 41, **kwargs: object) -> dict[str, object]:
     end = start + timedelta(minutes=minutes) if status != "InProgress" else None
     defaults: dict[str, object] = {"size": "11370 MB", "tasks": [("Take Snapshot", "Completed"),

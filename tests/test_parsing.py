@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ def test_duration_formats_seen_on_the_wire(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "P", "PT", "P1DT", "abc", "25:00:00", "00:61:00", "12", "PT-5S", "1 hour"])
 def test_duration_rejects_what_it_cannot_read(text: str) -> None:
-    with pytest.raises(ValueError, match="duration|TimeSpan"):
+    with pytest.raises(ValueError, match=r"duration|TimeSpan"):
         parse_duration(text)
 
 
@@ -103,7 +104,5 @@ def test_size_scales_by_1024(number: object, unit: str) -> None:
 
 @given(st.text(max_size=20))
 def test_size_parser_never_fails_other_than_valueerror(text: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         assert parse_size(text) >= 0
-    except ValueError:
-        pass

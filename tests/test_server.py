@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -68,7 +69,8 @@ def test_endpoints(server: tuple[str, subprocess.Popen[str]]) -> None:
     assert requests.get(f"{url}/-/ready", timeout=5).status_code == 200
     assert requests.get(f"{url}/-/healthy", timeout=5).text == "OK\n"
     landing = requests.get(f"{url}/", timeout=5)
-    assert "Azure Backup Exporter" in landing.text and "vault-prod" in landing.text and 'href="/metrics"' in landing.text
+    assert "Azure Backup Exporter" in landing.text and "vault-prod" in landing.text
+    assert 'href="/metrics"' in landing.text
     assert requests.get(f"{url}/nope", timeout=5).status_code == 404
 
 
@@ -137,3 +139,13 @@ def test_scrape_deadline_follows_prometheus_timeout_header(header: str | None, e
     environ = {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": header} if header else {}
     # without a usable header the configured default (20 s here) applies
     assert scrape_deadline(environ, 20.0, 100.0) - 100.0 == pytest.approx(expected)
+
+
+def test_json_logs_are_one_object_per_line(arm: FakeArm, vault: FakeVault) -> None:
+    env = _env(arm, vault, AZURE_BACKUP_EXPORTER_LOG_FORMAT="json",
+               AZURE_BACKUP_EXPORTER_VAULTS=vault.id.replace("vault-prod", "vault-missing"))
+    result = subprocess.run([sys.executable, "-m", "exporter", "--once"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert any(entry["level"] == "warning" and "vault-missing" in entry["msg"] for entry in lines)
+    assert arm.token not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -18,8 +19,6 @@ VAULT_B = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.Re
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("AZURE_BACKUP_EXPORTER_"):
             monkeypatch.delenv(name)
@@ -33,7 +32,8 @@ def test_comma_separated_and_json_vault_lists(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_ids_are_parsed_case_insensitively() -> None:
-    odd = VAULT.replace("/subscriptions/", "/Subscriptions/").replace("Microsoft.RecoveryServices", "microsoft.recoveryservices")
+    odd = VAULT.replace("/subscriptions/", "/Subscriptions/")
+    odd = odd.replace("Microsoft.RecoveryServices", "microsoft.recoveryservices")
     (ref,) = load_settings(overrides={"vaults": odd}).vault_refs
     assert (ref.subscription_id, ref.resource_group, ref.name) == (SUB, "rg-backup", "vault-a")
 
@@ -96,8 +96,6 @@ def test_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
     base = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
                           env={**base, **(env or {})}, timeout=60, check=False)
