@@ -1,0 +1,413 @@
+"""The simulated estate behind `--demo`: a fake ARM with a few vaults and a living job stream.
+
+Two subscriptions, four vaults, fifteen protected items of every job type with a week of daily
+history, and a simulator thread that keeps starting, advancing and finishing jobs, so a newcomer
+sees every metric shape (running, failed, warnings, sizes, tasks) without an Azure account.
+Everything is deterministic given the seed, apart from wall-clock timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from .fakearm import FakeArm, FakeEstate, FakeVault, Json, make_job, parse_azure_time, to_ticks
+
+log = logging.getLogger(__name__)
+
+DurationFormat = Literal["iso", "dotnet"]
+HISTORY_DAYS = 7
+RETENTION = timedelta(days=8)  # jobs older than this leave the estate, so a long demo does not grow forever
+MAX_JOBS_PER_VAULT = 3000
+IAAS_TASKS = ("Take Snapshot", "Transfer data to vault")
+RESTORE_TASKS = ("Transfer data from vault",)
+FINISHED = ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
+FINISH_WEIGHTS = (78, 8, 10, 4)
+START_EVERY = (5.0, 15.0)  # seconds between new jobs, at speed 1
+RUN_FOR = (20.0, 90.0)  # seconds a simulated job runs, at speed 1
+# Failure texts are illustrative: no real failed job was captured (azure-api.md 1.8).
+ERRORS = {
+    "AzureIaaSVMJob": "Could not communicate with the VM agent for snapshot status.",
+    "AzureIaaSVMJobV2": "Could not communicate with the VM agent for snapshot status.",
+    "AzureStorageJob": "The storage account of the file share could not be reached.",
+    "AzureWorkloadJob": "The database log chain is broken; a full backup is needed before log backups.",
+    "DpmJob": "The replica is inconsistent; run a consistency check.",
+    "MabJob": "The network connection to the Azure Backup service was lost.",
+    "VaultJob": "The key vault key could not be accessed.",
+}
+
+
+@dataclass(frozen=True)
+class DemoVault:
+    subscription: int  # index into the demo's subscriptions
+    resource_group: str
+    name: str
+    location: str
+
+
+@dataclass(frozen=True)
+class DemoItem:
+    """A protected item: what runs its daily backup and how its jobs look."""
+
+    vault: str
+    name: str
+    job_type: str
+    size_mb: int
+    minutes: tuple[float, float]  # how long its daily backup takes
+    hour: int  # UTC hour of its daily backup
+    duration_format: DurationFormat = "iso"
+    workload_type: str | None = None
+    container: str | None = None
+    history: bool = True  # False: protected recently, no daily history yet
+
+    @property
+    def is_iaas(self) -> bool:
+        return self.job_type.startswith("AzureIaaSVMJob")
+
+
+VAULTS = (
+    DemoVault(0, "rg-prod-backup", "rsv-prod-weu", "westeurope"),
+    DemoVault(0, "rg-sap", "rsv-sap-neu", "northeurope"),
+    DemoVault(1, "rg-branch-offices", "rsv-branch-eus2", "eastus2"),
+    DemoVault(1, "rg-platform", "rsv-platform-uks", "uksouth"),
+)
+ITEMS = (
+    DemoItem("rsv-prod-weu", "vm-web-01", "AzureIaaSVMJob", 11370, (25, 45), 22),
+    DemoItem("rsv-prod-weu", "vm-web-02", "AzureIaaSVMJob", 10240, (20, 40), 22),
+    DemoItem("rsv-prod-weu", "vm-sql-01", "AzureIaaSVMJob", 48200, (50, 90), 23),
+    DemoItem("rsv-prod-weu", "vm-app-01", "AzureIaaSVMJobV2", 20480, (30, 55), 1),
+    DemoItem("rsv-prod-weu", "vm-files-01", "AzureIaaSVMJobV2", 512000, (600, 900), 0, history=False),
+    DemoItem("rsv-prod-weu", "teamshare", "AzureStorageJob", 2332, (1, 4), 20, container="stprodfiles01"),
+    DemoItem("rsv-sap-neu", "HXE", "AzureWorkloadJob", 30720, (15, 30), 21, workload_type="SAPHanaDatabase",
+             container="vm-hana-01"),
+    DemoItem("rsv-sap-neu", "SalesDB", "AzureWorkloadJob", 8192, (8, 20), 2, workload_type="SQLDataBase",
+             container="vm-sql-02"),
+    DemoItem("rsv-sap-neu", "vm-sap-app-01", "AzureIaaSVMJob", 15360, (20, 35), 3),
+    DemoItem("rsv-branch-eus2", "fs01.contoso.local", "MabJob", 4096, (10, 30), 19, "dotnet",
+             workload_type="FileFolder"),
+    DemoItem("rsv-branch-eus2", "laptop-ceo", "MabJob", 900, (5, 15), 12, "dotnet", workload_type="FileFolder"),
+    DemoItem("rsv-branch-eus2", "SQL01\\Finance", "DpmJob", 6144, (15, 25), 18, "dotnet",
+             workload_type="SQLDB", container="dpm01.contoso.local"),
+    DemoItem("rsv-branch-eus2", "vm-legacy-01", "AzureIaaSVMJob", 7168, (15, 30), 4),
+    DemoItem("rsv-platform-uks", "vm-jump-01", "AzureIaaSVMJob", 3072, (10, 20), 5),
+    DemoItem("rsv-platform-uks", "archive", "AzureStorageJob", 1024, (1, 3), 6, container="stplatformarchive"),
+)
+FAILING_ITEM = "vm-sql-01"  # its latest backup failed when the demo starts
+WARNING_ITEM = "laptop-ceo"  # its latest backup completed with warnings
+RETIRED_ITEM = "vm-legacy-01"  # backups stopped, its data deleted two days ago
+MARATHON_ITEM = "vm-files-01"  # an initial backup that started 26 hours ago and is still running
+SPEC_CASED_VAULT = "rsv-platform-uks"  # its job ids use '/Subscriptions/', as in the spec examples
+_KEEP_LATEST = frozenset({FAILING_ITEM, WARNING_ITEM})
+
+
+def _guid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _size(rng: random.Random, item: DemoItem) -> str:
+    return f"{round(item.size_mb * rng.uniform(0.85, 1.15))} MB"
+
+
+def _finished_tasks(item: DemoItem, operation: str, status: str) -> list[tuple[str, str]] | None:
+    if not item.is_iaas or operation not in ("Backup", "Restore"):
+        return None
+    if operation == "Restore":
+        return [(RESTORE_TASKS[0], status if status != "CompletedWithWarnings" else "Completed")]
+    last = {"Failed": "Failed", "Cancelled": "Cancelled"}.get(status, "Completed")
+    return [(IAAS_TASKS[0], "Completed"), (IAAS_TASKS[1], last)]
+
+
+def _running_tasks(item: DemoItem, operation: str, progress: float) -> list[tuple[str, str]] | None:
+    if not item.is_iaas or operation not in ("Backup", "Restore"):
+        return None
+    if operation == "Restore":
+        return [(RESTORE_TASKS[0], "InProgress")]
+    if progress < 0.25:
+        return [(IAAS_TASKS[0], "InProgress"), (IAAS_TASKS[1], "NotStarted")]
+    return [(IAAS_TASKS[0], "Completed"), (IAAS_TASKS[1], "InProgress")]
+
+
+@dataclass
+class _Running:
+    """A job the simulator is driving."""
+
+    vault: str
+    job_id: str
+    item: DemoItem
+    operation: str
+    started: datetime
+    finishes: datetime | None = None  # set by the simulator
+    endless: bool = False  # runs for the whole demo, so some job is always InProgress
+
+
+@dataclass
+class _EstateBuilder:
+    """Builds the estate and its week of history at `now`."""
+
+    rng: random.Random
+    now: datetime
+    estate: FakeEstate = field(default_factory=FakeEstate)
+    subscriptions: list[str] = field(default_factory=list)
+
+    def build(self) -> list[_Running]:
+        self.subscriptions = [_guid(self.rng), _guid(self.rng)]
+        for vault in VAULTS:
+            added = self.estate.add_vault(self.subscriptions[vault.subscription], vault.resource_group, vault.name,
+                                          vault.location)
+            added.tags.update({"environment": "demo", "costCenter": vault.resource_group.removeprefix("rg-")})
+        for item in ITEMS:
+            if item.history:
+                self._daily_history(item)
+        self._special_jobs()
+        return self._running_at_start()
+
+    def add(self, item: DemoItem, *, operation: str, status: str, start: datetime, end: datetime | None,
+            size: str | None = None, tasks: list[tuple[str, str]] | None = None, job_id: str | None = None,
+            error: str | None = None) -> str:
+        job_id = job_id or _guid(self.rng)
+        self.estate.add_job(item.vault, build_job(self.estate.vault(item.vault), item, job_id, operation=operation,
+                                                  status=status, start=start, end=end, size=size, tasks=tasks,
+                                                  error=error, now=self.now))
+        return job_id
+
+    def _daily_history(self, item: DemoItem) -> None:
+        last_day = 3 if item.name == RETIRED_ITEM else 1
+        for days_ago in range(HISTORY_DAYS, last_day - 1, -1):
+            start = (self.now - timedelta(days=days_ago)).replace(
+                hour=item.hour, minute=self.rng.randrange(0, 30), second=self.rng.randrange(60))
+            status = self._history_status(item, days_ago)
+            end = start + timedelta(minutes=self.rng.uniform(*item.minutes))
+            if end >= self.now:  # yesterday's late slot is still running today; history is finished jobs
+                start, end = start - timedelta(days=1), end - timedelta(days=1)
+            self.add(item, operation="Backup", status=status, start=start, end=end,
+                     size=_size(self.rng, item) if status in ("Completed", "CompletedWithWarnings") else None,
+                     tasks=_finished_tasks(item, "Backup", status),
+                     error=ERRORS[item.job_type] if status == "Failed" else None)
+
+    def _history_status(self, item: DemoItem, days_ago: int) -> str:
+        if days_ago == 1 and item.name == FAILING_ITEM:
+            return "Failed"
+        if days_ago == 1 and item.name == WARNING_ITEM:
+            return "CompletedWithWarnings"
+        if days_ago == 1:
+            return "Completed"  # every other item's latest backup is fine, so the failure stands out
+        return self.rng.choices(FINISHED, weights=FINISH_WEIGHTS)[0]
+
+    def _special_jobs(self) -> None:
+        items = {item.name: item for item in ITEMS}
+        day = timedelta(days=1)
+        web = items["vm-web-01"]
+        restore_start = self.now - 3 * day + timedelta(hours=2)
+        self.add(web, operation="Restore", status="Completed", start=restore_start,
+                 end=restore_start + timedelta(minutes=37), tasks=_finished_tasks(web, "Restore", "Completed"))
+        app = items["vm-app-01"]
+        configure_start = self.now - 6 * day - timedelta(hours=2)
+        self.add(app, operation="ConfigureBackup", status="Completed", start=configure_start,
+                 end=configure_start + timedelta(seconds=91.78))
+        legacy = items[RETIRED_ITEM]
+        delete_start = self.now - 2 * day + timedelta(hours=1)
+        self.add(legacy, operation="DeleteBackupData", status="Completed", start=delete_start,
+                 end=delete_start + timedelta(seconds=48))
+        vault_item = DemoItem(SPEC_CASED_VAULT, SPEC_CASED_VAULT, "VaultJob", 0, (1, 2), 9)
+        cmk_start = self.now - 4 * day + timedelta(hours=9)
+        self.add(vault_item, operation="UpdateCustomerManagedKey", status="Completed", start=cmk_start,
+                 end=cmk_start + timedelta(seconds=12.4))
+
+    def _running_at_start(self) -> list[_Running]:
+        """The marathon initial backup (always running) and one ordinary backup due to finish soon."""
+        marathon = next(item for item in ITEMS if item.name == MARATHON_ITEM)
+        started = self.now - timedelta(hours=26)
+        self.add(marathon, operation="ConfigureBackup", status="Completed", start=started - timedelta(minutes=3),
+                 end=started - timedelta(minutes=1, seconds=29))
+        marathon_id = self.add(marathon, operation="Backup", status="InProgress", start=started, end=None,
+                               tasks=_running_tasks(marathon, "Backup", 0.5))
+        ordinary = self.rng.choice([item for item in ITEMS if item.history and item.name not in _KEEP_LATEST])
+        ordinary_start = self.now - timedelta(seconds=self.rng.uniform(3, 10))
+        ordinary_id = self.add(ordinary, operation="Backup", status="InProgress", start=ordinary_start, end=None,
+                               tasks=_running_tasks(ordinary, "Backup", 0.0))
+        return [
+            _Running(marathon.vault, marathon_id, marathon, "Backup", started, endless=True),
+            _Running(ordinary.vault, ordinary_id, ordinary, "Backup", ordinary_start),
+        ]
+
+
+def build_job(vault: FakeVault, item: DemoItem, job_id: str, *, operation: str, status: str, start: datetime,
+              end: datetime | None, size: str | None = None, tasks: list[tuple[str, str]] | None = None,
+              error: str | None = None, now: datetime | None = None) -> Json:
+    """A demo item's job as the fake serves it (make_job plus the demo's id-casing quirk)."""
+    job = make_job(job_id, vault=vault, item=item.name, operation=operation, status=status, start=start, end=end,
+                   job_type=item.job_type, duration_format=item.duration_format, size=size, tasks=tasks,
+                   container=item.container, workload_type=item.workload_type, error=error, now=now)
+    if vault.name == SPEC_CASED_VAULT:
+        job["id"] = job["id"].replace("/subscriptions/", "/Subscriptions/", 1)
+    return job
+
+
+class JobSimulator:
+    """Keeps the estate alive: starts jobs, advances running ones, finishes them. Stoppable daemon thread."""
+
+    def __init__(self, estate: FakeEstate, rng: random.Random, running: list[_Running], *, speed: float = 1.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.estate = estate
+        self.rng = rng
+        self.speed = speed
+        self.clock = clock
+        self.running = running
+        self.finished_count = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        now = clock()
+        for job in running:
+            if job.finishes is None and not job.endless:
+                job.finishes = now + self._scaled(RUN_FOR)
+        self._next_start = now + self._scaled(START_EVERY)
+        self._next_prune = now
+        # Leave the failed and the warned item alone for a while, so a newcomer sees them.
+        self._untouched_until = now + timedelta(minutes=10) / speed
+
+    def start(self) -> JobSimulator:
+        self._thread = threading.Thread(target=self._run, name="demo-job-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        tick = min(1.0, max(0.02, 1.0 / self.speed))
+        while not self._stop.wait(tick):
+            try:
+                self.step()
+            except Exception:  # the demo must outlive a bug in one tick
+                log.exception("demo simulator step failed")
+
+    def _scaled(self, bounds: tuple[float, float]) -> timedelta:
+        return timedelta(seconds=self.rng.uniform(*bounds) / self.speed)
+
+    def step(self) -> None:
+        """One tick: advance or finish every running job, maybe start a new one, forget old jobs."""
+        now = self.clock()
+        for job in list(self.running):
+            if job.finishes is not None and now >= job.finishes:
+                self._finish(job, now)
+            else:
+                self._advance(job, now)
+        if now >= self._next_start:
+            self._start_new(now)
+            self._next_start = now + self._scaled(START_EVERY)
+        if now >= self._next_prune:
+            self._forget_old_jobs(now)
+            self._next_prune = now + timedelta(minutes=1)
+
+    def _progress(self, job: _Running, now: datetime) -> float:
+        if job.finishes is None or job.endless:
+            return 0.5
+        total = (job.finishes - job.started).total_seconds()
+        return min(1.0, (now - job.started).total_seconds() / total) if total > 0 else 1.0
+
+    def _advance(self, job: _Running, now: datetime) -> None:
+        self._store(job, status="InProgress", end=None, now=now,
+                    tasks=_running_tasks(job.item, job.operation, self._progress(job, now)))
+
+    def _finish(self, job: _Running, now: datetime) -> None:
+        status = self.rng.choices(FINISHED, weights=FINISH_WEIGHTS)[0]
+        succeeded = status in ("Completed", "CompletedWithWarnings") and job.operation == "Backup"
+        self._store(job, status=status, end=now, now=now,
+                    tasks=_finished_tasks(job.item, job.operation, status),
+                    size=_size(self.rng, job.item) if succeeded else None,
+                    error=ERRORS.get(job.item.job_type) if status == "Failed" else None)
+        self.running.remove(job)
+        self.finished_count += 1
+
+    def _store(self, job: _Running, *, status: str, end: datetime | None, now: datetime,
+               tasks: list[tuple[str, str]] | None, size: str | None = None, error: str | None = None) -> None:
+        vault = self.estate.vault(job.vault)
+        self.estate.add_job(job.vault, build_job(vault, job.item, job.job_id, operation=job.operation,
+                                                 status=status, start=job.started, end=end, size=size,
+                                                 tasks=tasks, error=error, now=now))
+
+    def _start_new(self, now: datetime) -> None:
+        busy = {job.item.name for job in self.running} | {RETIRED_ITEM}
+        if now < self._untouched_until:
+            busy |= _KEEP_LATEST
+        idle = [item for item in ITEMS if item.name not in busy]
+        if not idle:
+            return
+        item = self.rng.choice(idle)
+        operation = "Restore" if item.is_iaas and self.rng.random() < 0.08 else "Backup"
+        job = _Running(item.vault, _guid(self.rng), item, operation, now, now + self._scaled(RUN_FOR))
+        self.running.append(job)
+        self._advance(job, now)
+
+    def _forget_old_jobs(self, now: datetime) -> None:
+        """Drop jobs older than RETENTION and beyond MAX_JOBS_PER_VAULT, so a long demo stays small."""
+        oldest = to_ticks(now - RETENTION)
+        with self.estate.lock:
+            for vault in self.estate.vaults:
+                newest_first = sorted(vault.jobs.items(), key=lambda pair: _started(pair[1]), reverse=True)
+                for position, (job_id, job) in enumerate(newest_first):
+                    if position >= MAX_JOBS_PER_VAULT or _started(job) < oldest:
+                        del vault.jobs[job_id]
+
+
+def _started(job: Json) -> int:
+    """Start ticks; a job that cannot be dated counts as new, so it is kept rather than lost silently."""
+    try:
+        return parse_azure_time(str(job["properties"].get("startTime", "")))
+    except ValueError:
+        return to_ticks(datetime.max.replace(tzinfo=UTC))
+
+
+@dataclass
+class DemoEnvironment:
+    """A running demo: the fake ARM, its estate and the simulator. stop() ends both threads."""
+
+    arm: FakeArm
+    estate: FakeEstate
+    simulator: JobSimulator
+    subscriptions: list[str]
+    vault_ids: list[str]
+
+    @property
+    def arm_url(self) -> str:
+        return self.arm.url
+
+    @property
+    def identity_endpoint(self) -> str:
+        return self.arm.identity_endpoint
+
+    @property
+    def identity_header(self) -> str:
+        return self.arm.identity_header
+
+    def identity_env(self) -> dict[str, str]:
+        """IDENTITY_ENDPOINT / IDENTITY_HEADER that make azure-identity fetch tokens from the demo."""
+        return self.arm.identity_env()
+
+    def stop(self) -> None:
+        self.simulator.stop()
+        self.arm.stop()
+
+
+def start_demo(seed: int = 7, speed: float = 1.0) -> DemoEnvironment:
+    """Build the demo estate, serve it on loopback and start its simulator."""
+    rng = random.Random(seed)
+    builder = _EstateBuilder(rng, datetime.now(UTC))
+    running = builder.build()
+    simulator = JobSimulator(builder.estate, rng, running, speed=speed)
+    arm = FakeArm(builder.estate, latency=0.02, ratelimit_refill=25.0).start()
+    simulator.start()
+    vault_ids = [vault.id for vault in builder.estate.vaults]
+    log.info("demo: simulated Azure estate on %s (%d vaults, %d subscriptions); all data is fake",
+             arm.url, len(vault_ids), len(builder.subscriptions))
+    return DemoEnvironment(arm, builder.estate, simulator, builder.subscriptions, vault_ids)

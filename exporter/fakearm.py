@@ -1,0 +1,1313 @@
+"""A fake Azure Resource Manager and managed-identity endpoint, served over real HTTP on loopback.
+
+It stands in for the parts of Azure the exporter talks to, and behaves like the real service
+where the real service is awkward (see the real payloads in tests/fixtures/azure):
+
+* Recovery Services vault list and GET, backupJobs LIST and GET, each behind a bearer token
+  and a required ``api-version``, with ARM's error bodies and headers.
+* LIST pages hold at most ``page_size`` jobs, newest first, never with ``extendedInfo``.
+  ``nextLink`` reproduces the real quirks: an older api-version (2017-07-01), the ``$filter``
+  re-encoded the .NET way, and a URL-encoded XML ``$skiptoken``. A token that was altered or
+  encoded twice is refused, so a client that mangles it is caught.
+* ``$filter`` with ``eq`` clauses joined by ``and``, dates in the service's
+  ``yyyy-MM-dd hh:mm:ss tt`` UTC form.
+* Faults per vault (error status, throttling, slow replies, broken JSON, an off-host nextLink)
+  and for the token endpoint, optionally for the next N requests only.
+* The App Service flavour of the managed-identity endpoint, which azure-identity uses when
+  ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set.
+
+It ships in the package because ``--demo`` serves a simulated estate through it (see demo.py).
+Stored jobs are served as they are: a running job's duration only grows when someone updates it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, cast, overload
+from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+VAULT_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults"
+JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
+NEXT_LINK_API_VERSION = "2017-07-01"  # what the real service puts into nextLink, whatever the request used
+IDENTITY_API_VERSION = "2019-08-01"
+RATELIMIT_CAPACITY = 250  # ARM's per-principal read bucket
+
+# api-versions ARM accepts per resource provider (azure-api.md 1.2 and 3): a client that asks for a
+# version that does not exist gets the same 400 it would get from Azure.
+JOBS_API_VERSIONS = frozenset({
+    "2016-06-01", "2016-12-01", "2017-07-01", "2018-12-20", "2019-05-13", "2019-06-15", "2020-02-02",
+    "2020-07-01", "2020-10-01", "2020-12-01", "2021-01-01", "2021-02-01", "2021-02-10", "2021-03-01",
+    "2021-04-01", "2021-06-01", "2021-07-01", "2021-08-01", "2021-10-01", "2021-11-15", "2021-12-01",
+    "2022-01-01", "2022-02-01", "2022-03-01", "2022-04-01", "2022-10-01", "2023-01-01", "2023-01-15",
+    "2023-02-01", "2023-04-01", "2023-06-01", "2023-08-01", "2024-01-01", "2024-02-01", "2024-04-01",
+    "2024-10-01", "2025-01-01", "2025-02-01", "2025-08-01", "2026-01-01", "2026-02-01",
+    "2021-02-01-preview", "2022-06-01-preview", "2022-09-01-preview", "2022-09-30-preview",
+    "2024-04-30-preview", "2024-07-30-preview", "2024-11-01-preview", "2025-02-28-preview",
+    "2026-01-31-preview", "2026-03-31-preview",
+})
+VAULTS_API_VERSIONS = frozenset({
+    "2016-06-01", "2020-02-02", "2020-10-01", "2021-01-01", "2021-02-10", "2021-03-01", "2021-04-01",
+    "2021-06-01", "2021-07-01", "2021-08-01", "2021-12-01", "2022-01-01", "2022-02-01", "2022-03-01",
+    "2022-04-01", "2022-05-01", "2022-08-01", "2022-09-10", "2022-10-01", "2023-01-01", "2023-02-01",
+    "2023-04-01", "2023-06-01", "2023-08-01", "2024-01-01", "2024-02-01", "2024-04-01", "2024-10-01",
+    "2025-01-01", "2025-02-01", "2025-08-01", "2026-01-01", "2026-02-01", "2026-05-01", "2026-07-01",
+    "2026-08-01",
+})
+# Token audiences of the public and sovereign clouds (azure-api.md 4.3); the fake stands in for any of them.
+ARM_AUDIENCES = frozenset({
+    "https://management.core.windows.net", "https://management.azure.com",
+    "https://management.core.usgovcloudapi.net", "https://management.usgovcloudapi.net",
+    "https://management.core.chinacloudapi.cn", "https://management.chinacloudapi.cn",
+})
+
+# Value sets of JobQueryObject, the model behind $filter (azure-api.md 1.6).
+JOB_STATUSES = ("Invalid", "InProgress", "Completed", "Failed", "CompletedWithWarnings", "Cancelled", "Cancelling")
+JOB_OPERATIONS = ("Invalid", "Register", "UnRegister", "ConfigureBackup", "Backup", "Restore", "DisableBackup",
+                  "DeleteBackupData", "CrossRegionRestore", "Undelete", "UpdateCustomerManagedKey")
+BACKUP_MANAGEMENT_TYPES = ("Invalid", "AzureIaasVM", "MAB", "DPM", "AzureBackupServer", "AzureSql",
+                           "AzureStorage", "AzureWorkload", "DefaultBackup")
+
+# Message texts of real error bodies (tests/fixtures/azure/arm-errors; a test checks they still match).
+GATEWAY_NOT_FOUND_MESSAGE = ("The Resource '{resource_type}/{name}' under resource group '{resource_group}' was not "
+                             "found. For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+AUTHORIZATION_FAILED_MESSAGE = (
+    "The client '{client}' with object id '{object_id}' does not have authorization to perform action "
+    "'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh "
+    "your credentials.")
+JOB_NOT_FOUND_CODE = "BMSUserErrorDataSourceObjectNotFound"
+JOB_NOT_FOUND_MESSAGE = ("Item not found. Selected item might have been deleted. "
+                         "Please check if item is registered to the vault.")
+INVALID_INPUT_CODE = "BMSUserErrorInvalidInput"
+FAKE_PRINCIPAL_ID = "5f1c2a8e-0d3b-4c7a-9e61-2b8d4f0a7c13"  # the "managed identity" the fake's tokens belong to
+
+FaultKind = Literal["status", "throttle", "timeout", "malformed", "offhost_nextlink"]
+FAULT_KINDS: tuple[str, ...] = ("status", "throttle", "timeout", "malformed", "offhost_nextlink")
+# Requests a vault fault can apply to; "jobs_next_page" is a LIST that follows a nextLink.
+FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get"})
+
+
+# --- Azure's value formats ------------------------------------------------------------------------
+
+TICKS_PER_SECOND = 10_000_000  # .NET ticks are 100 ns; Azure's timestamps and durations carry 7 digits
+_DOTNET_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_DOTNET_MAX_TICKS = 3_155_378_975_999_999_999  # DateTime.MaxValue.Ticks, the base of the real row keys
+_AZURE_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,7}))?Z$")
+_FILTER_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) ([AP]M)$", re.IGNORECASE)
+
+
+def to_ticks(moment: datetime) -> int:
+    """.NET ticks (100 ns since 0001-01-01 UTC) of an aware datetime; naive ones are taken as UTC."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (aware.astimezone(UTC) - _DOTNET_EPOCH) // timedelta(microseconds=1) * 10
+
+
+def ticks_to_datetime(ticks: int) -> datetime:
+    return _DOTNET_EPOCH + timedelta(microseconds=ticks // 10)
+
+
+def format_ticks(ticks: int) -> str:
+    """A timestamp the way Azure writes it: up to 7 fractional digits, trailing zeros dropped, 'Z'."""
+    seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
+    text = (_DOTNET_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{fraction:07d}".rstrip("0")
+    return f"{text}.{digits}Z" if digits else f"{text}Z"
+
+
+def azure_time(moment: datetime, extra_ticks: int = 0) -> str:
+    """format_ticks of a datetime; `extra_ticks` adds the 7th digit that datetime cannot hold."""
+    return format_ticks(to_ticks(moment) + extra_ticks)
+
+
+def parse_azure_time(text: str) -> int:
+    """Ticks of a timestamp in Azure's form; ValueError otherwise."""
+    match = _AZURE_TIME.match(text)
+    if not match:
+        raise ValueError(f"not an Azure timestamp: {text!r}")
+    whole = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return to_ticks(whole) + int((match.group(2) or "").ljust(7, "0"))
+
+
+def _split_ticks(ticks: int) -> tuple[int, int, int, int, int]:
+    days, rest = divmod(abs(ticks), 86_400 * TICKS_PER_SECOND)
+    hours, rest = divmod(rest, 3_600 * TICKS_PER_SECOND)
+    minutes, rest = divmod(rest, 60 * TICKS_PER_SECOND)
+    seconds, fraction = divmod(rest, TICKS_PER_SECOND)
+    return days, hours, minutes, seconds, fraction
+
+
+def iso_duration(ticks: int) -> str:
+    """ISO-8601 as .NET's XmlConvert writes a TimeSpan: 'PT41M17.9270278S', 'P1DT2H', 'PT0S'."""
+    days, hours, minutes, seconds, fraction = _split_ticks(ticks)
+    clock = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    if seconds or fraction:
+        digits = f"{fraction:07d}".rstrip("0")
+        clock += f"{seconds}.{digits}S" if digits else f"{seconds}S"
+    if not days and not clock:
+        return "PT0S"
+    sign = "-" if ticks < 0 else ""
+    return f"{sign}P{f'{days}D' if days else ''}{f'T{clock}' if clock else ''}"
+
+
+def dotnet_duration(ticks: int) -> str:
+    """.NET TimeSpan in its 'c' format: '00:20:23.0896697', '1.02:03:04.5000000', '00:00:00'."""
+    days, hours, minutes, seconds, fraction = _split_ticks(ticks)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}" + (f".{fraction:07d}" if fraction else "")
+    if days:
+        text = f"{days}.{text}"
+    return f"-{text}" if ticks < 0 else text
+
+
+def parse_filter_time(text: str) -> datetime:
+    """A $filter date, 'yyyy-MM-dd hh:mm:ss tt' in UTC. Hour 00 is accepted like 12 (the spec's own example)."""
+    match = _FILTER_TIME.match(text)
+    if not match:
+        raise ValueError(f"date {text!r} is not in the format 'yyyy-MM-dd hh:mm:ss tt'")
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    if hour > 12:
+        raise ValueError(f"hour {hour} in {text!r} is not on a 12-hour clock")
+    hour = hour % 12 + (12 if match.group(7).upper() == "PM" else 0)
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def _us_datetime(moment: datetime) -> str:
+    """The US-style local strings found in propertyBag values, e.g. '6/12/2022 12:00:00 AM'."""
+    hour = moment.hour % 12 or 12
+    meridiem = "PM" if moment.hour >= 12 else "AM"
+    return f"{moment.month}/{moment.day}/{moment.year} {hour}:{moment.minute:02d}:{moment.second:02d} {meridiem}"
+
+
+def encode_query_value(value: str) -> str:
+    """Encode like .NET's HttpUtility.UrlEncode, which the real nextLink shows: '+' for spaces, lower-case hex."""
+    encoded = quote_plus(value, safe="!*()")
+    return re.sub(r"%[0-9A-F]{2}", lambda escape: escape.group(0).lower(), encoded)
+
+
+def table_key(plain: str) -> str:
+    """An Azure Table continuation key as in the real skiptoken: '1!<length>!<base64, '=' written as '-'>'."""
+    encoded = base64.b64encode(plain.encode()).decode().replace("=", "-")
+    return f"1!{len(encoded)}!{encoded}"
+
+
+def continuation_token(partition_key: str, row_key: str) -> str:
+    """The XML continuation token the Backup service puts, URL-encoded, into $skiptoken."""
+    return (
+        '<?xml version="1.0" encoding="utf-16"?>\r\n<ContinuationToken>\r\n  <ContinuationToken>\r\n'
+        "    <Version>2.0</Version>\r\n    <Type>Table</Type>\r\n"
+        f"    <NextPartitionKey>{partition_key}</NextPartitionKey>\r\n"
+        f"    <NextRowKey>{row_key}</NextRowKey>\r\n"
+        "    <TargetLocation>Primary</TargetLocation>\r\n  </ContinuationToken>\r\n</ContinuationToken>"
+    )
+
+
+def error_body(code: str, message: str) -> Json:
+    return {"error": {"code": code, "message": message}}
+
+
+# --- the estate -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeVault:
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str = "westeurope"
+    jobs: dict[str, Json] = field(default_factory=dict)  # job GUID -> JobResource as GET returns it
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.RecoveryServices/vaults/{self.name}")
+
+    def resource(self) -> Json:
+        """The vault as the vault list and GET return it (shape of ListBySubscriptionIds.json)."""
+        return {
+            "name": self.name,
+            "type": VAULT_RESOURCE_TYPE,
+            "etag": "W/\"datetime'2026-01-05T09%3A12%3A40.118Z'\"",
+            "id": self.id,
+            "location": self.location,
+            "properties": {"provisioningState": "Succeeded"},
+            "sku": {"name": "Standard"},
+            "tags": dict(self.tags),
+        }
+
+
+class VaultList:
+    """A snapshot of the estate's vaults: iterate it for FakeVaults; index it by (case-insensitive) name,
+    or by position in the order they were added."""
+
+    def __init__(self, vaults: list[FakeVault]) -> None:
+        self._vaults = vaults
+
+    def __iter__(self) -> Iterator[FakeVault]:
+        return iter(self._vaults)
+
+    def __len__(self) -> int:
+        return len(self._vaults)
+
+    def __getitem__(self, name: str | int) -> FakeVault:
+        if isinstance(name, int):
+            return self._vaults[name]
+        for vault in self._vaults:
+            if vault.name.lower() == name.lower():
+                return vault
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(vault.name.lower() == name.lower() for vault in self._vaults)
+
+
+class FakeEstate:
+    """Vaults and their jobs. One lock: tests and the demo simulator mutate it while the server reads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._vaults: dict[str, FakeVault] = {}  # lower-cased name -> vault; names are unique in an estate
+        self._subscriptions: dict[str, str] = {}  # lower-cased -> as added
+
+    # -- vaults --
+
+    def add_subscription(self, subscription_id: str) -> None:
+        """Make a subscription known without vaults (an unknown one answers 404 SubscriptionNotFound)."""
+        with self.lock:
+            self._subscriptions.setdefault(subscription_id.lower(), subscription_id)
+
+    def add_vault(self, subscription_id: str, resource_group: str, name: str,
+                  location: str = "westeurope") -> FakeVault:
+        with self.lock:
+            if name.lower() in self._vaults:
+                raise ValueError(f"vault {name!r} already exists; vault names must be unique in a FakeEstate")
+            vault = FakeVault(subscription_id, resource_group, name, location)
+            self._vaults[name.lower()] = vault
+            self.add_subscription(subscription_id)
+            return vault
+
+    def remove_vault(self, name: str) -> None:
+        """The vault is deleted: ARM answers 404 for it from now on."""
+        with self.lock:
+            del self._vaults[name.lower()]
+
+    @property
+    def vaults(self) -> VaultList:
+        with self.lock:
+            return VaultList(list(self._vaults.values()))
+
+    def vault(self, name: str) -> FakeVault:
+        with self.lock:
+            return self._vaults[name.lower()]
+
+    def find_vault(self, subscription_id: str, resource_group: str, name: str) -> FakeVault | None:
+        """The vault at this ARM path, matched case-insensitively like ARM does."""
+        with self.lock:
+            vault = self._vaults.get(name.lower())
+        if vault and (vault.subscription_id.lower(), vault.resource_group.lower()) == (
+                subscription_id.lower(), resource_group.lower()):
+            return vault
+        return None
+
+    def vaults_in(self, subscription_id: str) -> list[FakeVault]:
+        with self.lock:
+            return [v for v in self._vaults.values() if v.subscription_id.lower() == subscription_id.lower()]
+
+    def knows_subscription(self, subscription_id: str) -> bool:
+        with self.lock:
+            return subscription_id.lower() in self._subscriptions
+
+    def knows_resource_group(self, subscription_id: str, resource_group: str) -> bool:
+        return any(v.resource_group.lower() == resource_group.lower() for v in self.vaults_in(subscription_id))
+
+    # -- jobs --
+
+    def add_job(self, vault_name: str, job: Mapping[str, Any]) -> None:
+        """Store a JobResource (as GET returns it); a job with the same name is replaced."""
+        name = job.get("name")
+        if not isinstance(name, str) or not isinstance(job.get("properties"), Mapping):
+            raise ValueError("a job needs a 'name' (its GUID) and 'properties'")
+        with self.lock:
+            self.vault(vault_name).jobs[name] = copy.deepcopy(dict(job))
+
+    def update_job(self, vault_name: str, job_id: str, **properties: Any) -> None:
+        """Merge into the job's properties; a value of None removes that property (e.g. endTime)."""
+        with self.lock:
+            stored = self._stored_job(vault_name, job_id)
+            if stored is None:
+                raise KeyError(f"no job {job_id!r} in vault {vault_name!r}")
+            target = stored["properties"]
+            for key, value in properties.items():
+                if value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = copy.deepcopy(value)
+
+    def remove_job(self, vault_name: str, job_id: str) -> None:
+        with self.lock:
+            stored = self._stored_job(vault_name, job_id)
+            if stored is not None:
+                del self.vault(vault_name).jobs[stored["name"]]
+
+    def job(self, vault_name: str, job_id: str) -> Json | None:
+        """A copy of one job, looked up case-insensitively, or None."""
+        with self.lock:
+            stored = self._stored_job(vault_name, job_id)
+            return copy.deepcopy(stored) if stored is not None else None
+
+    def jobs(self, vault_name: str) -> list[Json]:
+        """Copies of every job of a vault, safe to read while others mutate the estate."""
+        with self.lock:
+            return copy.deepcopy(list(self.vault(vault_name).jobs.values()))
+
+    def _stored_job(self, vault_name: str, job_id: str) -> Json | None:
+        jobs = self.vault(vault_name).jobs
+        if job_id in jobs:
+            return jobs[job_id]
+        return next((job for key, job in jobs.items() if key.lower() == job_id.lower()), None)
+
+
+# --- job payloads ---------------------------------------------------------------------------------
+
+_DEFAULT_MANAGEMENT_TYPE = {
+    "AzureIaaSVMJob": "AzureIaasVM", "AzureIaaSVMJobV2": "AzureIaasVM", "AzureStorageJob": "AzureStorage",
+    "AzureWorkloadJob": "AzureWorkload", "DpmJob": "DPM", "MabJob": "MAB",
+}
+_DEFAULT_WORKLOAD_TYPE = {"AzureWorkloadJob": "SQLDataBase", "DpmJob": "SQLDB", "MabJob": "FileFolder"}
+# No source captured a failed job's errorDetails (azure-api.md 1.8): the code and text are illustrative,
+# the shapes follow the spec per job type (1.7).
+_ILLUSTRATIVE_ERROR_CODE = 400001
+_RECOMMENDATION = "Retry the operation after some time. If the issue persists, contact Microsoft support."
+
+
+@dataclass(frozen=True)
+class _JobSpec:
+    job_id: str
+    vault: FakeVault
+    item: str
+    operation: str
+    status: str
+    job_type: str
+    start_ticks: int
+    end_ticks: int | None
+    duration: str
+    size: str | None
+    tasks: tuple[tuple[str, str], ...] | None
+    container: str | None
+    workload_type: str | None
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.end_ticks is not None
+
+
+def _sub_microsecond_digit(job_id: str, what: str) -> int:
+    """A stable 7th fractional digit, so most timestamps carry 7 digits like Azure's and a few fewer."""
+    return hashlib.sha256(f"{job_id}/{what}".encode()).digest()[0] % 10
+
+
+def make_job(job_id: str, *, vault: FakeVault, item: str, operation: str = "Backup", status: str = "Completed",
+             start: datetime, end: datetime | None = None, job_type: str = "AzureIaaSVMJob",
+             backup_management_type: str | None = None, duration: str | None = None,
+             duration_format: Literal["iso", "dotnet"] = "iso", size: str | None = None,
+             tasks: list[tuple[str, str]] | None = None, container: str | None = None,
+             workload_type: str | None = None, error: str | None = None,
+             now: datetime | None = None) -> Json:
+    """A JobResource in the exact shape of real payloads, as GET returns it (LIST strips extendedInfo).
+
+    backup_management_type defaults to the job type's own (AzureIaasVM for IaaS jobs; VaultJob has none).
+    duration defaults to end - start (now - start while running) in `duration_format`.
+    """
+    start_ticks = to_ticks(start) + _sub_microsecond_digit(job_id, "start")
+    end_ticks = to_ticks(end) + _sub_microsecond_digit(job_id, "end") if end is not None else None
+    if duration is None:
+        until = end_ticks if end_ticks is not None else to_ticks(now or datetime.now(UTC))
+        elapsed = max(0, until - start_ticks)
+        duration = iso_duration(elapsed) if duration_format == "iso" else dotnet_duration(elapsed)
+    spec = _JobSpec(job_id, vault, item, operation, status, job_type, start_ticks, end_ticks, duration, size,
+                    tuple(tasks) if tasks is not None else None, container,
+                    workload_type or _DEFAULT_WORKLOAD_TYPE.get(job_type), error)
+    management_type = backup_management_type or _DEFAULT_MANAGEMENT_TYPE.get(job_type)
+    properties: Json = {"jobType": job_type, **_type_specific_properties(spec), "entityFriendlyName": item}
+    if management_type:
+        properties["backupManagementType"] = management_type
+    properties.update(operation=operation, status=status, startTime=format_ticks(start_ticks))
+    if end_ticks is not None:
+        properties["endTime"] = format_ticks(end_ticks)
+    properties["activityId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"activity/{job_id}"))
+    return {"id": f"{vault.id}/backupJobs/{job_id}", "name": job_id, "type": JOB_RESOURCE_TYPE,
+            "properties": properties}
+
+
+def _type_specific_properties(spec: _JobSpec) -> Json:
+    """The properties between jobType and entityFriendlyName, in the order the wire shows them."""
+    builders: dict[str, Callable[[_JobSpec], Json]] = {
+        "AzureIaaSVMJob": _iaas_properties, "AzureIaaSVMJobV2": _iaas_properties,
+        "AzureStorageJob": _storage_properties, "AzureWorkloadJob": _workload_properties,
+        "DpmJob": _dpm_properties, "MabJob": _mab_properties, "VaultJob": _vault_job_properties,
+    }
+    builder = builders.get(spec.job_type)
+    return builder(spec) if builder else {"duration": spec.duration}
+
+
+def _actions_info(spec: _JobSpec) -> Json:
+    # The recording shows [1] (integers, not the spec's strings) on backups and restores, none on ConfigureBackup.
+    return {} if spec.operation == "ConfigureBackup" else {"actionsInfo": [1]}
+
+
+def _error_details(spec: _JobSpec, *, code: bool, title: bool) -> Json:
+    if not spec.error:
+        return {}
+    detail: Json = {"errorCode": _ILLUSTRATIVE_ERROR_CODE} if code else {}
+    if title:
+        detail["errorTitle"] = ""
+    detail.update(errorString=spec.error, recommendations=[_RECOMMENDATION])
+    return {"errorDetails": [detail]}
+
+
+def _simple_tasks(spec: _JobSpec) -> Json:
+    return {"tasksList": [{"taskId": task, "status": status} for task, status in spec.tasks]} if spec.tasks else {}
+
+
+def _size_bag(spec: _JobSpec) -> dict[str, str]:
+    return {"Backup Size": spec.size} if spec.size else {}
+
+
+def _iaas_properties(spec: _JobSpec) -> Json:
+    return {
+        **_actions_info(spec),
+        "containerName": spec.container or f"iaasvmcontainerv2;{spec.vault.resource_group};{spec.item}",
+        "duration": spec.duration,
+        **_error_details(spec, code=True, title=True),
+        "virtualMachineVersion": "Compute",
+        "extendedInfo": _iaas_extended_info(spec),
+    }
+
+
+def _iaas_extended_info(spec: _JobSpec) -> Json:
+    info: Json = {}
+    if spec.tasks is not None:
+        info["tasksList"] = [{"taskId": task, "duration": "PT0S", "status": status} for task, status in spec.tasks]
+    start = ticks_to_datetime(spec.start_ticks)
+    if spec.operation == "Restore":
+        info["propertyBag"] = {
+            "Job Type": "Recover disks", "Target VM Name": f"{spec.item}-restored",
+            "Target Storage Account Name": "strestorestaging",
+            "Recovery point time ": _us_datetime(start - timedelta(days=1)),  # the trailing space is real
+        }
+        info["internalPropertyBag"] = {"restoreLocationType": "RestoreDisks"}
+        info["progressPercentage"] = 100.0 if spec.finished else 1.0
+        return info
+    bag = {"VM Name": spec.item}
+    if spec.operation == "Backup":
+        expiry = (start + timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+        bag["Recovery Point Expiry Time in UTC"] = _us_datetime(expiry)
+    info["propertyBag"] = {**bag, **_size_bag(spec)}
+    if spec.operation == "Backup":
+        info["internalPropertyBag"] = {"IsInstantRpJob": "True"}
+    return info
+
+
+def _storage_properties(spec: _JobSpec) -> Json:
+    return {
+        **_actions_info(spec),
+        "duration": spec.duration,
+        **_error_details(spec, code=True, title=False),
+        "storageAccountName": spec.container or "stfilesharesbackup",
+        "extendedInfo": {**_simple_tasks(spec), "propertyBag": _size_bag(spec)},
+    }
+
+
+def _workload_properties(spec: _JobSpec) -> Json:
+    return {
+        "workloadType": spec.workload_type,
+        "duration": spec.duration,
+        **_actions_info(spec),
+        **_error_details(spec, code=True, title=True),
+        "extendedInfo": {**_simple_tasks(spec), "propertyBag": _size_bag(spec)},
+    }
+
+
+def _timed_tasks(spec: _JobSpec) -> Json:
+    """DPM and MAB tasks also carry their own times (DpmJobTaskDetails, MabJobTaskDetails)."""
+    if not spec.tasks:
+        return {}
+    tasks = []
+    for task, status in spec.tasks:
+        entry: Json = {"taskId": task, "startTime": format_ticks(spec.start_ticks)}
+        if status == "Completed" and spec.end_ticks is not None:
+            entry["endTime"] = format_ticks(spec.end_ticks)
+        entry.update(duration=spec.duration, status=status)
+        tasks.append(entry)
+    return {"tasksList": tasks}
+
+
+def _dpm_properties(spec: _JobSpec) -> Json:
+    server = spec.container or "dpm01.contoso.local"
+    return {
+        "duration": spec.duration,
+        "dpmServerName": server,
+        "containerName": server,
+        "containerType": "DPMContainer",
+        "workloadType": spec.workload_type,
+        **_actions_info(spec),
+        **_error_details(spec, code=False, title=False),
+        "extendedInfo": {**_timed_tasks(spec), "propertyBag": _size_bag(spec)},
+    }
+
+
+def _mab_properties(spec: _JobSpec) -> Json:
+    return {
+        "duration": spec.duration,
+        **_actions_info(spec),
+        "mabServerName": spec.container or spec.item,
+        "mabServerType": "Windows",
+        "workloadType": spec.workload_type,
+        **_error_details(spec, code=False, title=False),
+        "extendedInfo": {**_timed_tasks(spec), "propertyBag": _size_bag(spec)},
+    }
+
+
+def _vault_job_properties(spec: _JobSpec) -> Json:
+    return {
+        "duration": spec.duration,
+        **_error_details(spec, code=True, title=False),
+        "extendedInfo": {"propertyBag": {}},
+    }
+
+
+# --- $filter --------------------------------------------------------------------------------------
+
+class FilterError(ValueError):
+    """A $filter the service would refuse."""
+
+
+_FILTER_FIELDS = {name.lower(): name for name in
+                  ("startTime", "endTime", "status", "operation", "backupManagementType", "jobId")}
+_FILTER_VALUE_SETS = {"status": JOB_STATUSES, "operation": JOB_OPERATIONS,
+                      "backupManagementType": BACKUP_MANAGEMENT_TYPES}
+_CLAUSE = re.compile(r"\s*(?P<field>\w+)\s+eq\s+'(?P<value>[^']*)'\s*", re.IGNORECASE)
+_AND = re.compile(r"and\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """A parsed $filter: a job matches when its startTime is inside [start, end] and every equality holds."""
+
+    start: int | None = None  # ticks
+    end: int | None = None
+    equals: tuple[tuple[str, str], ...] = ()  # (job property, lower-cased value); "name" for jobId
+
+    def matches(self, job: Mapping[str, Any]) -> bool:
+        properties = job.get("properties", {})
+        for key, wanted in self.equals:
+            actual = job.get("name") if key == "name" else properties.get(key)
+            if not isinstance(actual, str) or actual.lower() != wanted:
+                return False
+        if self.start is None and self.end is None:
+            return True
+        started = _start_ticks(job)
+        if started is None:
+            return False
+        return (self.start is None or started >= self.start) and (self.end is None or started <= self.end)
+
+
+def parse_job_filter(text: str) -> JobFilter:
+    """Parse `field eq 'value' [and ...]` over the fields of JobQueryObject; FilterError otherwise."""
+    clauses: dict[str, str] = {}
+    position = 0
+    while text.strip():
+        clause = _CLAUSE.match(text, position)
+        if not clause:
+            raise FilterError(f"cannot parse $filter near {text[position:]!r}")
+        name = _FILTER_FIELDS.get(clause.group("field").lower())
+        if name is None:
+            raise FilterError(f"unknown $filter field {clause.group('field')!r}")
+        if name in clauses:
+            raise FilterError(f"$filter field {name!r} given twice")
+        clauses[name] = clause.group("value")
+        position = clause.end()
+        if position == len(text):
+            break
+        joiner = _AND.match(text, position)
+        if not joiner or joiner.end() == len(text):
+            raise FilterError(f"expected 'and <clause>' in $filter near {text[position:]!r}")
+        position = joiner.end()
+    return _job_filter_from(clauses)
+
+
+def _job_filter_from(clauses: Mapping[str, str]) -> JobFilter:
+    bounds: dict[str, int] = {}
+    for name in ("startTime", "endTime"):
+        if name in clauses:
+            try:
+                bounds[name] = to_ticks(parse_filter_time(clauses[name]))
+            except ValueError as exc:
+                raise FilterError(str(exc)) from exc
+    equals = []
+    for name, value in clauses.items():
+        if name in bounds:
+            continue
+        allowed = _FILTER_VALUE_SETS.get(name)
+        if allowed and value.lower() not in {choice.lower() for choice in allowed}:
+            raise FilterError(f"{value!r} is not a valid {name}")
+        equals.append(("name" if name == "jobId" else name, value.lower()))
+    return JobFilter(bounds.get("startTime"), bounds.get("endTime"), tuple(equals))
+
+
+def _start_ticks(job: Mapping[str, Any]) -> int | None:
+    started = job.get("properties", {}).get("startTime")
+    try:
+        return parse_azure_time(started) if isinstance(started, str) else None
+    except ValueError:
+        return None
+
+
+def _page_position(job: Mapping[str, Any]) -> tuple[int, str]:
+    """Where a job sits in the service's index: newest first (reverse ticks, as in the real row key), then id."""
+    started = _start_ticks(job)
+    return (_DOTNET_MAX_TICKS - started if started is not None else _DOTNET_MAX_TICKS, str(job.get("name", "")).lower())
+
+
+# --- faults and recorded requests -----------------------------------------------------------------
+
+@dataclass
+class Fault:
+    """A misbehaviour injected per vault (or into the token endpoint through FakeArm.identity_fault).
+
+    kind: "status" (reply `status` with an ARM error body; an empty message gets the real text for the
+    code), "throttle" (429 + Retry-After), "timeout" (sleep `delay` s, then reply normally), "malformed"
+    (200 whose body is cut-off JSON), "offhost_nextlink" (the first LIST page's nextLink is `url`).
+    times: apply to the next N matching requests only, then disappear (None: until cleared).
+    operations: which of a vault's requests it hits (FAULT_OPERATIONS; all by default).
+    """
+
+    kind: FaultKind
+    status: int = 500
+    code: str = "InternalServerError"
+    message: str = ""
+    retry_after: int = 1
+    delay: float = 0.0
+    url: str = ""
+    times: int | None = None
+    operations: frozenset[str] = FAULT_OPERATIONS
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(FAULT_KINDS)}")
+        if not self.operations <= FAULT_OPERATIONS:
+            raise ValueError(f"unknown fault operations {sorted(self.operations - FAULT_OPERATIONS)}")
+
+    @classmethod
+    def authorization_failed(cls, times: int | None = None) -> Fault:
+        """403 AuthorizationFailed as ARM sends it when the identity lacks Backup Reader on the vault."""
+        return cls("status", status=403, code="AuthorizationFailed", times=times)
+
+    @classmethod
+    def resource_not_found(cls, times: int | None = None) -> Fault:
+        """The gateway's 404 ResourceNotFound, as for a vault deleted after discovery."""
+        return cls("status", status=404, code="ResourceNotFound", times=times)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str  # URL-decoded
+    query: dict[str, str]  # decoded, keys as sent (first value of each)
+    headers: CaseInsensitiveDict[str]
+    raw_query: str  # as sent, to check what a client did to the $skiptoken
+    at: float
+    status: int | None = None  # of the reply, once sent
+
+
+class RequestLog:
+    """Every request the fake saw, in arrival order; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[RecordedRequest] = []
+
+    def append(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._items.append(request)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def snapshot(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._items)
+
+    def to(self, path_fragment: str) -> list[RecordedRequest]:
+        """Requests whose path contains this fragment (case-insensitive), e.g. '/backupJobs'."""
+        return [r for r in self.snapshot() if path_fragment.lower() in r.path.lower()]
+
+    def __iter__(self) -> Iterator[RecordedRequest]:
+        return iter(self.snapshot())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> RecordedRequest: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RecordedRequest]: ...
+
+    def __getitem__(self, index: int | slice) -> RecordedRequest | list[RecordedRequest]:
+        with self._lock:
+            return self._items[index]
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Route:
+    operation: str  # vaults_list, vault_get, jobs_list, jobs_get
+    subscription_id: str
+    resource_group: str = ""
+    vault: str = ""
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    method: str
+    path: str  # URL-decoded
+    raw_query: str
+    params: Mapping[str, str]  # decoded, names lower-cased (ARM's are case-insensitive), first value wins
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class _IssuedToken:
+    vault_key: str
+    filter: str
+    position: tuple[int, str]
+
+
+_VAULTS_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.RecoveryServices/vaults/?$",
+                           re.IGNORECASE)
+_VAULT_ROUTE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.RecoveryServices"
+    r"/vaults/(?P<vault>[^/]+)(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)?/?$",
+    re.IGNORECASE,
+)
+_IDENTITY_PATH = "/msi/token"
+_ISSUED_TOKEN_LIMIT = 10_000  # skiptokens remembered for redemption; the oldest are forgotten first
+
+
+def _route(path: str) -> _Route | None:
+    listing = _VAULTS_ROUTE.match(path)
+    if listing:
+        return _Route("vaults_list", listing.group("sub"))
+    match = _VAULT_ROUTE.match(path)
+    if not match:
+        return None
+    if match.group("job"):
+        operation = "jobs_get"
+    elif match.group("jobs"):
+        operation = "jobs_list"
+    else:
+        operation = "vault_get"
+    return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "")
+
+
+def _json_reply(status: int, body: object, headers: Mapping[str, str] | None = None) -> _Reply:
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _Reply(status, payload, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+
+
+def _arm_error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> _Reply:
+    return _json_reply(status, error_body(code, message), headers)
+
+
+def _invalid_input(reason: str) -> _Reply:
+    return _arm_error(400, INVALID_INPUT_CODE,
+                      f"Input provided for the call is invalid. Please check the required inputs. ({reason})")
+
+
+def _strip_extended_info(job: Json) -> Json:
+    """LIST never carries extendedInfo (azure-api.md 1.8)."""
+    job["properties"].pop("extendedInfo", None)
+    return job
+
+
+class FakeArm:
+    """ARM and the managed-identity endpoint for one FakeEstate, on http://127.0.0.1:<free port>."""
+
+    def __init__(self, estate: FakeEstate, *, page_size: int = 200, token: str = "fake-arm-token",
+                 latency: float = 0.0, identity_header: str = "fake-identity-header",
+                 clock: Callable[[], float] = time.time, ratelimit_refill: float = 0.0) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.estate = estate
+        self.page_size = page_size
+        self.token = token
+        self.latency = latency
+        self.identity_header = identity_header
+        self.clock = clock
+        self.requests = RequestLog()
+        self.ratelimit_remaining = RATELIMIT_CAPACITY
+        self.ratelimit_refill = ratelimit_refill  # tokens per second put back into the bucket (ARM: 25)
+        self.identity_fault: Fault | None = None
+        self._lock = threading.Lock()
+        self._faults: dict[str, Fault] = {}
+        self._issued: OrderedDict[str, _IssuedToken] = OrderedDict()
+        self._refill_credit = 0.0
+        self._refilled_at = clock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --
+
+    def start(self) -> FakeArm:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server(self)
+        # stop() waits up to one poll interval; short, so a test suite that starts hundreds of fakes stays fast
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        name=f"fakearm-{self._server.server_port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping in latency or timeout faults
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeArm:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeArm is not started")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return f"{self.url}{_IDENTITY_PATH}"
+
+    def identity_env(self) -> dict[str, str]:
+        """The environment that points azure-identity's ManagedIdentityCredential at this fake."""
+        return {"IDENTITY_ENDPOINT": self.identity_endpoint, "IDENTITY_HEADER": self.identity_header}
+
+    # -- faults --
+
+    def set_fault(self, vault_name: str, fault: Fault | None) -> None:
+        with self._lock:
+            if fault is None:
+                self._faults.pop(vault_name.lower(), None)
+            else:
+                self._faults[vault_name.lower()] = fault
+
+    def fault_for(self, vault_name: str) -> Fault | None:
+        with self._lock:
+            return self._faults.get(vault_name.lower())
+
+    def _take_fault(self, vault_name: str, operation: str) -> Fault | None:
+        with self._lock:
+            fault = self._faults.get(vault_name.lower())
+            if fault is None or operation not in fault.operations:
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del self._faults[vault_name.lower()]
+            return fault
+
+    def _take_identity_fault(self) -> Fault | None:
+        with self._lock:
+            fault = self.identity_fault
+            if fault is not None and fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.identity_fault = None
+            return fault
+
+    # -- request handling --
+
+    def serve(self, method: str, target: str, headers: CaseInsensitiveDict[str]) -> _Reply:
+        """One request in, one reply out; called by the HTTP handler thread."""
+        parts = urlsplit(target)
+        path = unquote(parts.path)
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            query.setdefault(key, value)
+        recorded = RecordedRequest(method, path, query, headers, parts.query, self.clock())
+        self.requests.append(recorded)
+        params = {key.lower(): value for key, value in reversed(list(query.items()))}
+        incoming = _Incoming(method, path, parts.query, params, headers)
+        if path.rstrip("/").lower() == _IDENTITY_PATH:
+            reply = self._serve_identity(incoming)
+        else:
+            reply = self._serve_arm(incoming)
+        recorded.status = reply.status
+        return reply
+
+    def _serve_identity(self, request: _Incoming) -> _Reply:
+        fault = self._take_identity_fault()
+        if fault is not None:
+            faulty = self._identity_fault_reply(fault)
+            if faulty is not None:
+                return faulty
+        params = request.params
+        if request.method != "GET":
+            return _json_reply(405, {"error": "invalid_request", "error_description": "Only GET is supported."})
+        if request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
+            return _json_reply(401, {"error": "invalid_request",
+                                     "error_description": "The X-IDENTITY-HEADER header is missing or wrong."})
+        if params.get("api-version") != IDENTITY_API_VERSION:
+            return _json_reply(400, {"error": "invalid_request",
+                                     "error_description": f"api-version must be {IDENTITY_API_VERSION}."})
+        resource = params.get("resource", "")
+        if not resource:
+            return _json_reply(400, {"error": "invalid_request", "error_description": "resource is required."})
+        return _json_reply(200, {
+            "access_token": self._token_for(resource),
+            "expires_on": str(int(self.clock()) + 3600),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": params.get("client_id", FAKE_PRINCIPAL_ID),
+        })
+
+    def _token_for(self, resource: str) -> str:
+        """The ARM token for an ARM audience; a token ARM refuses for any other audience."""
+        audience = resource.removesuffix("/.default").rstrip("/").lower()
+        if audience in ARM_AUDIENCES:
+            return self.token
+        return f"{self.token}.audience-{hashlib.sha256(audience.encode()).hexdigest()[:12]}"
+
+    def _identity_fault_reply(self, fault: Fault) -> _Reply | None:
+        if fault.kind == "timeout":
+            self._stopping.wait(fault.delay)
+            return None
+        if fault.kind == "throttle":
+            return _Reply(429, b"", {"Retry-After": str(fault.retry_after)})
+        if fault.kind == "malformed":
+            return _Reply(200, b'{"access_token":"', {"Content-Type": "application/json"})
+        # "status": an empty body, the case where azure-identity lets a raw JSONDecodeError escape
+        return _Reply(fault.status, b"", {})
+
+    def _serve_arm(self, request: _Incoming) -> _Reply:
+        if self.latency:
+            self._stopping.wait(self.latency)
+        route = _route(request.path)
+        reply = self._arm_reply(request, route)
+        reply.headers.update(self._arm_headers(route, request.headers))
+        if reply.status == 429:
+            for name in list(reply.headers):
+                if name.startswith("x-ms-ratelimit-remaining"):
+                    reply.headers[name] = "0"
+        return reply
+
+    def _arm_reply(self, request: _Incoming, route: _Route | None) -> _Reply:
+        unauthenticated = self._check_token(request.headers)
+        if unauthenticated is not None:
+            return unauthenticated
+        if request.method != "GET":
+            return _arm_error(405, "MethodNotAllowed", f"The fake ARM serves only GET, not {request.method}.")
+        params = request.params
+        if "api-version" not in params:
+            return _arm_error(400, "MissingApiVersionParameter",
+                              "The api-version query parameter (?api-version=) is required for all requests.")
+        if request.raw_query.lower().count("api-version=") > 1:
+            return _arm_error(400, "InvalidApiVersionParameter", "The api-version query parameter is given twice.")
+        if route is None:
+            return _arm_error(404, "NotFound", f"The fake ARM has no route for '{request.path}'.")
+        if not self.estate.knows_subscription(route.subscription_id):
+            return _arm_error(404, "SubscriptionNotFound",
+                              f"The subscription '{route.subscription_id}' could not be found.")
+        unsupported = self._check_api_version(route, params)
+        if unsupported is not None:
+            return unsupported
+        if route.operation == "vaults_list":
+            return self._vault_list(route)
+        return self._serve_vault_resource(route, params)
+
+    def _check_token(self, headers: Mapping[str, str]) -> _Reply | None:
+        authorization = headers.get("Authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
+                                         'error="invalid_token", error_description="The access token is invalid."'}
+        if not authorization:
+            return _arm_error(401, "AuthenticationFailed",
+                              "Authentication failed. The 'Authorization' header is missing.", challenge)
+        if scheme.lower() != "bearer" or not token:
+            return _arm_error(401, "AuthenticationFailed",
+                              "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                              challenge)
+        if token == self.token:
+            return None
+        if token.startswith(f"{self.token}.audience-"):
+            return _arm_error(401, "InvalidAuthenticationTokenAudience",
+                              "The access token has been obtained for wrong audience or resource.", challenge)
+        return _arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.", challenge)
+
+    def _check_api_version(self, route: _Route, params: Mapping[str, str]) -> _Reply | None:
+        version = params["api-version"]
+        if route.operation == "jobs_list" and "$skiptoken" in params:
+            return None  # follow-up pages: the nextLink's own (older) version, or whatever the client set
+        supported = VAULTS_API_VERSIONS if route.operation in ("vaults_list", "vault_get") else JOBS_API_VERSIONS
+        if version in supported:
+            return None
+        return _arm_error(400, "NoRegisteredProviderFound",
+                          f"No registered resource provider found for API version '{version}' and type "
+                          f"'{'vaults/backupJobs' if route.operation.startswith('jobs') else 'vaults'}'. "
+                          f"The supported api-versions are '{', '.join(sorted(supported))}'.")
+
+    def _vault_list(self, route: _Route) -> _Reply:
+        return _json_reply(200, {"value": [vault.resource() for vault in self.estate.vaults_in(route.subscription_id)]})
+
+    def _serve_vault_resource(self, route: _Route, params: Mapping[str, str]) -> _Reply:
+        vault = self.estate.find_vault(route.subscription_id, route.resource_group, route.vault)
+        if vault is None:
+            if not self.estate.knows_resource_group(route.subscription_id, route.resource_group):
+                return _arm_error(404, "ResourceGroupNotFound",
+                                  f"Resource group '{route.resource_group}' could not be found.")
+            return _gateway_not_found(route.vault, route.resource_group)
+        operation = route.operation
+        if operation == "jobs_list" and "$skiptoken" in params:
+            operation = "jobs_next_page"
+        fault = self._take_fault(vault.name, operation)
+        if fault is not None and fault.kind in ("status", "throttle"):
+            return self._fault_reply(fault, vault, route)
+        if fault is not None and fault.kind == "timeout":
+            self._stopping.wait(fault.delay)
+        next_link = fault.url if fault is not None and fault.kind == "offhost_nextlink" else None
+        if route.operation == "vault_get":
+            reply = _json_reply(200, vault.resource())
+        elif route.operation == "jobs_get":
+            reply = self._job_details(vault, route.job_id)
+        else:
+            reply = self._job_page(vault, params, next_link)
+        if fault is not None and fault.kind == "malformed" and reply.status == 200:
+            reply.body = reply.body[: max(1, len(reply.body) // 2)]  # a body cut off mid-JSON
+        return reply
+
+    def _fault_reply(self, fault: Fault, vault: FakeVault, route: _Route) -> _Reply:
+        if fault.kind == "throttle":
+            return _arm_error(429, "TooManyRequests",
+                              "The request is being throttled as the limit has been reached for operation type - "
+                              "Read_ObservationWindow_00:05:00. For more information, see - "
+                              "https://aka.ms/srpthrottlinglimits",
+                              {"Retry-After": str(fault.retry_after)})
+        if fault.code == "ResourceNotFound":
+            return _gateway_not_found(vault.name, vault.resource_group, fault.status, fault.message)
+        message = fault.message or self._default_message(fault.code, vault, route)
+        return _arm_error(fault.status, fault.code, message)
+
+    def _default_message(self, code: str, vault: FakeVault, route: _Route) -> str:
+        if code == "AuthorizationFailed":
+            jobs = route.operation != "vault_get"
+            scope = f"{vault.id}/backupJobs/{route.job_id}" if route.job_id else vault.id
+            return AUTHORIZATION_FAILED_MESSAGE.format(
+                client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, scope=scope,
+                action="Microsoft.RecoveryServices/Vaults/backupJobs/read" if jobs
+                else "Microsoft.RecoveryServices/Vaults/read")
+        if code == JOB_NOT_FOUND_CODE:
+            return JOB_NOT_FOUND_MESSAGE
+        return (f"Encountered internal server error. Diagnostic information: timestamp "
+                f"'{datetime.fromtimestamp(self.clock(), UTC):%Y%m%dT%H%M%SZ}', subscription id "
+                f"'{vault.subscription_id}', tracking id '{uuid.uuid4()}'.")
+
+    def _job_details(self, vault: FakeVault, job_id: str) -> _Reply:
+        job = self.estate.job(vault.name, job_id)
+        if job is None:
+            return _arm_error(404, JOB_NOT_FOUND_CODE, JOB_NOT_FOUND_MESSAGE)
+        return _json_reply(200, job)
+
+    def _job_page(self, vault: FakeVault, params: Mapping[str, str], next_link_override: str | None) -> _Reply:
+        raw_filter = params.get("$filter", "")
+        try:
+            job_filter = parse_job_filter(raw_filter)
+        except FilterError as exc:
+            return _invalid_input(str(exc))
+        first = (0, "")
+        if "$skiptoken" in params:
+            issued = self._redeem(params["$skiptoken"])
+            if issued is None or issued.vault_key != vault.id.lower():
+                return _invalid_input("the $skiptoken was not issued for this vault, or it was altered "
+                                      "(a nextLink must be followed byte for byte)")
+            if issued.filter != raw_filter:
+                return _invalid_input("the $filter differs from the one the $skiptoken was issued for")
+            first = issued.position
+        jobs = sorted((job for job in self.estate.jobs(vault.name) if job_filter.matches(job)), key=_page_position)
+        remaining = [job for job in jobs if _page_position(job) >= first]
+        page, rest = remaining[: self.page_size], remaining[self.page_size:]
+        body: Json = {"value": [_strip_extended_info(job) for job in page]}
+        if rest:
+            body["nextLink"] = self._next_link(vault, raw_filter, _page_position(rest[0]))
+        if next_link_override is not None and "$skiptoken" not in params:
+            body["nextLink"] = next_link_override
+        return _json_reply(200, body)
+
+    def _next_link(self, vault: FakeVault, raw_filter: str, position: tuple[int, str]) -> str:
+        """An absolute nextLink on this host with the real quirks: old api-version, .NET encoding, XML token."""
+        partition = str(int.from_bytes(hashlib.sha256(vault.id.lower().encode()).digest()[:8]) >> 1)
+        row = f"jobsstarttimeindex_0_{position[0]}_0_{position[1]}"
+        token = continuation_token(table_key(partition), table_key(row))
+        with self._lock:
+            self._issued[token] = _IssuedToken(vault.id.lower(), raw_filter, position)
+            self._issued.move_to_end(token)
+            while len(self._issued) > _ISSUED_TOKEN_LIMIT:
+                self._issued.popitem(last=False)
+        query = f"api-version={NEXT_LINK_API_VERSION}"
+        if raw_filter:
+            query += f"&%24filter={encode_query_value(raw_filter)}"
+        query += f"&%24skiptoken={encode_query_value(token)}"
+        return f"{self.url}{vault.id}/backupJobs?{query}"
+
+    def _redeem(self, token: str) -> _IssuedToken | None:
+        with self._lock:
+            return self._issued.get(token)
+
+    def _arm_headers(self, route: _Route | None, request_headers: Mapping[str, str]) -> dict[str, str]:
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        request_id = str(uuid.uuid4())
+        headers = {
+            "Cache-Control": "no-cache",
+            "Pragma": "no-cache",
+            "Expires": "-1",
+            "x-ms-request-id": request_id,
+            "x-ms-correlation-request-id": request_headers.get("x-ms-correlation-request-id") or request_id,
+            "x-ms-routing-request-id": f"WESTEUROPE:{now:%Y%m%dT%H%M%SZ}:{request_id}",
+        }
+        # The Backup RP overrides ARM's limit and reports the override; vault requests carry ARM's read budget.
+        backup_rp = route is not None and route.operation.startswith("jobs")
+        name = ("x-ms-ratelimit-remaining-subscription-resource-requests" if backup_rp
+                else "x-ms-ratelimit-remaining-subscription-reads")
+        headers[name] = str(self._spend_read())
+        return headers
+
+    def _spend_read(self) -> int:
+        with self._lock:
+            now = self.clock()
+            if self.ratelimit_refill > 0:
+                self._refill_credit += (now - self._refilled_at) * self.ratelimit_refill
+                whole = int(self._refill_credit)
+                self._refill_credit -= whole
+                self.ratelimit_remaining = min(RATELIMIT_CAPACITY, self.ratelimit_remaining + whole)
+            self._refilled_at = now
+            self.ratelimit_remaining = max(0, self.ratelimit_remaining - 1)
+            return self.ratelimit_remaining
+
+
+def _gateway_not_found(vault_name: str, resource_group: str, status: int = 404, message: str = "") -> _Reply:
+    text = message or GATEWAY_NOT_FOUND_MESSAGE.format(resource_type=VAULT_RESOURCE_TYPE, name=vault_name,
+                                                       resource_group=resource_group)
+    return _arm_error(status, "ResourceNotFound", text, {"x-ms-failure-cause": "gateway"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler stuck in a slow reply never blocks shutdown
+    block_on_close = False
+
+    def __init__(self, arm: FakeArm) -> None:
+        self.arm = arm
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("fake ARM: connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like ARM; every reply has a Content-Length
+    server_version = "FakeARM/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a per-request line on stderr would drown the exporter's own logs."""
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def do_PUT(self) -> None:
+        self._answer()
+
+    def do_PATCH(self) -> None:
+        self._answer()
+
+    def do_DELETE(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        self._discard_body()
+        arm = cast(_Server, self.server).arm
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(dict(self.headers.items()))
+        try:
+            reply = arm.serve(self.command, self.path, headers)
+        except Exception as exc:  # a bug in the fake must answer 500, never kill the server
+            log.exception("fake ARM failed on %s %s", self.command, self.path)
+            reply = _arm_error(500, "FakeArmInternalError", f"{type(exc).__name__}: {exc}")
+        self._write(reply)
+
+    def _discard_body(self) -> None:
+        """Read a request body nobody uses, so a keep-alive connection stays in step."""
+        length = self.headers.get("Content-Length") or "0"
+        if length.isdigit() and int(length) > 0:
+            self.rfile.read(int(length))
+        elif not length.isdigit():
+            self.close_connection = True  # the body's end is unknown; this connection cannot be reused
+
+    def _write(self, reply: _Reply) -> None:
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. its read timeout during a slow fault)
+
+
+__all__ = [
+    "ARM_AUDIENCES", "FAULT_OPERATIONS", "JOBS_API_VERSIONS", "NEXT_LINK_API_VERSION", "VAULTS_API_VERSIONS",
+    "FakeArm", "FakeEstate", "FakeVault", "Fault", "FilterError", "JobFilter", "RecordedRequest", "RequestLog",
+    "VaultList", "azure_time", "continuation_token", "dotnet_duration", "encode_query_value", "format_ticks",
+    "iso_duration", "make_job", "parse_azure_time", "parse_filter_time", "parse_job_filter", "table_key",
+    "to_ticks",
+]

@@ -1,0 +1,745 @@
+"""The fake ARM is only worth testing against if it is trustworthy.
+
+These tests hold it, over real HTTP on loopback, to the real payloads in fixtures/azure and to ARM's
+rules: bearer tokens, api-versions, paging with the XML skiptoken, $filter, faults, the managed
+identity endpoint, and the demo estate built on top of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote_plus, urlsplit
+
+import pytest
+import requests
+from azure.identity import ManagedIdentityCredential
+
+from exporter.demo import start_demo
+from exporter.fakearm import (
+    AUTHORIZATION_FAILED_MESSAGE,
+    GATEWAY_NOT_FOUND_MESSAGE,
+    FakeArm,
+    FakeEstate,
+    Fault,
+    continuation_token,
+    dotnet_duration,
+    encode_query_value,
+    iso_duration,
+    make_job,
+    parse_azure_time,
+    table_key,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "azure"
+SUB = "0c9f2d1e-7b4a-4e8f-9a61-3d2b5c7e8f90"
+API = "2025-02-01"
+T0 = datetime(2026, 11, 20, 13, 5, tzinfo=UTC)
+AZURE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?Z$")
+
+
+def load(relative: str) -> Any:
+    return json.loads((FIXTURES / relative).read_text())
+
+
+def guid(number: int) -> str:
+    return f"{number:08x}-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def estate() -> FakeEstate:
+    estate = FakeEstate()
+    estate.add_vault(SUB, "rg-a", "vault-a")
+    estate.add_vault(SUB, "rg-b", "vault-b", location="northeurope")
+    return estate
+
+
+@pytest.fixture
+def arm(estate: FakeEstate) -> Iterator[FakeArm]:
+    with FakeArm(estate, page_size=3) as fake:
+        yield fake
+
+
+def add_backups(estate: FakeEstate, vault_name: str, count: int, *, first: int = 0,
+                start: datetime = T0) -> list[str]:
+    """`count` IaaS backups an hour apart, the newest at `start`; returns their ids."""
+    vault = estate.vault(vault_name)
+    ids = []
+    for number in range(first, first + count):
+        began = start - timedelta(hours=number - first)
+        job = make_job(guid(number), vault=vault, item=f"vm-{number}", start=began, end=began + timedelta(minutes=20),
+                       size="2332 MB", tasks=[("Take Snapshot", "Completed"), ("Transfer data to vault", "Completed")])
+        estate.add_job(vault_name, job)
+        ids.append(guid(number))
+    return ids
+
+
+def get(arm: FakeArm, path_or_url: str, *, token: str | None = "default", timeout: float = 5,
+        **params: str) -> requests.Response:
+    """GET an ARM path (or an absolute URL as-is) with the fake's token and, for paths, our api-version."""
+    headers = {} if token is None else {"Authorization": f"Bearer {arm.token if token == 'default' else token}"}
+    if path_or_url.startswith("http"):
+        return requests.get(path_or_url, headers=headers, timeout=timeout)
+    return requests.get(arm.url + path_or_url, params={"api-version": API, **params}, headers=headers,
+                        timeout=timeout)
+
+
+def jobs_path(estate: FakeEstate, vault_name: str) -> str:
+    return f"{estate.vault(vault_name).id}/backupJobs"
+
+
+def all_pages(arm: FakeArm, first: requests.Response) -> list[dict[str, Any]]:
+    """Every page of a LIST, following nextLink exactly as given."""
+    pages = [first.json()]
+    while pages[-1].get("nextLink"):
+        response = get(arm, pages[-1]["nextLink"])
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+    return pages
+
+
+def error_code(response: requests.Response) -> str:
+    return str(response.json()["error"]["code"])
+
+
+def query_of(url: str) -> list[tuple[str, str]]:
+    return [tuple(pair.split("=", 1)) for pair in urlsplit(url).query.split("&")]  # type: ignore[misc]
+
+
+# --- fidelity to the real payloads ------------------------------------------------------------------
+
+
+def test_make_job_reproduces_the_recorded_completed_backup() -> None:
+    recorded = load("recoveryservicesbackup/2022-02-01/azure-cli-recording.JobDetails_Get.backup-completed"
+                    ".response.json")
+    estate = FakeEstate()
+    vault = estate.add_vault("00000000-0000-0000-0000-000000000000", "clitest.rg000001", "clitest-vault000002")
+    made = make_job("c3068609-5c66-4a08-acd4-b22dcf7b157f", vault=vault, item="clitest-vm000003",
+                    start=datetime(2022, 5, 13, 10, 9, 27, 280134, tzinfo=UTC),
+                    end=datetime(2022, 5, 13, 10, 50, 45, 207162, tzinfo=UTC), duration="PT41M17.9270278S",
+                    size="11370 MB", tasks=[("Take Snapshot", "Completed"), ("Transfer data to vault", "Completed")])
+    # datetime holds 6 fractional digits, Azure 7: the 7th digit and the activity id are the fake's own.
+    assert made["properties"]["startTime"].startswith("2022-05-13T10:09:27.280134")
+    for key in ("startTime", "endTime", "activityId"):
+        made["properties"][key] = recorded["properties"][key]
+    assert json.dumps(made) == json.dumps(recorded)  # same keys, same order, same values
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["restore-inprogress", "backup-completed", "configure-backup"])
+def test_list_items_have_the_recorded_shape(index: int) -> None:
+    recorded = load("recoveryservicesbackup/2022-02-01/azure-cli-recording.backupJobs_List.response.json")["value"]
+    estate = FakeEstate()
+    vault = estate.add_vault("00000000-0000-0000-0000-000000000000", "clitest.rg000001", "clitest-vault000002")
+    item = recorded[index]
+    properties = item["properties"]
+    estate.add_job(vault.name, make_job(
+        item["name"], vault=vault, item=properties["entityFriendlyName"], operation=properties["operation"],
+        status=properties["status"], start=T0, end=T0 if "endTime" in properties else None,
+        duration=properties["duration"]))
+    with FakeArm(estate) as arm:
+        served = get(arm, jobs_path(estate, vault.name)).json()["value"][0]
+    for key in ("startTime", "endTime", "activityId"):
+        if key in properties:
+            served["properties"][key] = properties[key]
+    assert json.dumps(served) == json.dumps(item)
+
+
+def test_restore_details_have_the_recorded_shape() -> None:
+    recorded = load("recoveryservicesbackup/2022-02-01/azure-cli-recording.JobDetails_Get.restore-inprogress"
+                    ".response.json")["properties"]["extendedInfo"]
+    vault = FakeEstate().add_vault(SUB, "rg", "v")
+    made = make_job(guid(1), vault=vault, item="vm", operation="Restore", status="InProgress", start=T0,
+                    tasks=[("Transfer data from vault", "InProgress")])["properties"]["extendedInfo"]
+    assert list(made) == list(recorded)
+    assert list(made["propertyBag"]) == list(recorded["propertyBag"])  # incl. the key with a trailing space
+    assert made["tasksList"] == recorded["tasksList"]
+    assert made["progressPercentage"] == recorded["progressPercentage"]
+
+
+def test_duration_formats_match_the_real_ones() -> None:
+    docs = load("recoveryservicesbackup/2017-07-01/docs.backup-azure-arm-userestapi-managejobs.JobDetails_Get"
+                ".response.json")["properties"]
+    assert dotnet_duration(parse_azure_time(docs["endTime"]) - parse_azure_time(docs["startTime"])) == docs["duration"]
+    recorded = load("recoveryservicesbackup/2022-02-01/azure-cli-recording.JobDetails_Get.backup-completed"
+                    ".response.json")["properties"]
+    elapsed = parse_azure_time(recorded["endTime"]) - parse_azure_time(recorded["startTime"])
+    assert iso_duration(elapsed) == recorded["duration"]
+    assert iso_duration(0) == "PT0S"
+    assert dotnet_duration(0) == "00:00:00"
+    assert iso_duration(26 * 3600 * 10**7) == "P1DT2H"
+    assert dotnet_duration((86400 + 3723) * 10**7 + 5 * 10**6) == "1.01:02:03.5000000"
+
+
+def test_next_link_encoding_and_skiptoken_match_the_real_ones() -> None:
+    body = load("recoveryservicesbackup/2025-08-01/ListJobsWithStartTimeAndEndTimeFilters.json")
+    next_link = body["responses"]["200"]["body"]["nextLink"]
+    for _, raw in query_of(next_link):
+        assert encode_query_value(unquote_plus(raw)) == raw
+    token = unquote_plus(dict(query_of(next_link))["%24skiptoken"])
+    keys = re.findall(r"<Next(?:Partition|Row)Key>1!\d+!([^<]+)<", token)
+    plain = [base64.b64decode(key.replace("-", "=")).decode() for key in keys]
+    assert plain[1].startswith("jobsstarttimeindex_0_")  # newest-first index of start times, then the job id
+    assert continuation_token(table_key(plain[0]), table_key(plain[1])) == token
+
+
+def test_error_bodies_match_the_real_ones(arm: FakeArm, estate: FakeEstate) -> None:
+    gateway = load("arm-errors/azure-cli-recording.404.ResourceNotFound.gateway.json")["error"]["message"]
+    assert GATEWAY_NOT_FOUND_MESSAGE.format(resource_type="Microsoft.ClassicStorage/storageAccounts",
+                                            name="clitest000006", resource_group="clitest.rg000001") == gateway
+    forbidden = load("arm-errors/sdk-issue.403.AuthorizationFailed.json")["error"]["message"]
+    assert AUTHORIZATION_FAILED_MESSAGE.format(
+        client="xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", object_id="yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy",
+        action="Microsoft.Web/sites/config/list/action",
+        scope="/subscriptions/ssssssss-ssss-ssss-ssss-ssssssssssss/resourceGroups/rg-appservices/providers"
+              "/Microsoft.Web/sites/app-dev-001/config/backup") == forbidden
+    missing_job = get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(99)}")
+    assert missing_job.status_code == 404
+    expected = (FIXTURES / "arm-errors/spec-issue.404.BMSUserErrorDataSourceObjectNotFound.json").read_text()
+    assert missing_job.text == expected.strip()
+
+
+def test_vaults_have_the_shape_of_the_real_list(arm: FakeArm, estate: FakeEstate) -> None:
+    real = load("recoveryservices/2026-08-01/ListBySubscriptionIds.json")["responses"]["200"]["body"]["value"][0]
+    response = get(arm, f"/subscriptions/{SUB}/providers/Microsoft.RecoveryServices/vaults")
+    listed = response.json()["value"]
+    assert [vault["name"] for vault in listed] == ["vault-a", "vault-b"]
+    assert all(list(vault) == list(real) for vault in listed)
+    single = get(arm, estate.vault("vault-b").id).json()
+    assert single == listed[1]
+    assert single["location"] == "northeurope"
+
+
+@pytest.mark.parametrize("job_type", ["AzureIaaSVMJob", "AzureIaaSVMJobV2", "AzureStorageJob", "AzureWorkloadJob",
+                                      "DpmJob", "MabJob", "VaultJob"])
+def test_make_job_gives_each_job_type_its_own_properties(job_type: str) -> None:
+    extras = {
+        "AzureIaaSVMJob": {"containerName", "virtualMachineVersion", "actionsInfo"},
+        "AzureIaaSVMJobV2": {"containerName", "virtualMachineVersion", "actionsInfo"},
+        "AzureStorageJob": {"storageAccountName", "actionsInfo"},
+        "AzureWorkloadJob": {"workloadType", "actionsInfo"},
+        "DpmJob": {"dpmServerName", "containerName", "containerType", "workloadType", "actionsInfo"},
+        "MabJob": {"mabServerName", "mabServerType", "workloadType", "actionsInfo"},
+        "VaultJob": set(),
+    }
+    base = {"jobType", "duration", "extendedInfo", "entityFriendlyName", "operation", "status", "startTime",
+            "endTime", "activityId", "errorDetails"}
+    vault = FakeEstate().add_vault(SUB, "rg", "v")
+    properties = make_job(guid(1), vault=vault, item="item", status="Failed", start=T0, end=T0 + timedelta(hours=1),
+                          job_type=job_type, size="10 MB", duration_format="dotnet",
+                          error="it broke")["properties"]
+    management = set() if job_type == "VaultJob" else {"backupManagementType"}
+    assert set(properties) == base | extras[job_type] | management
+    elapsed = parse_azure_time(properties["endTime"]) - parse_azure_time(properties["startTime"])
+    assert properties["duration"] == dotnet_duration(elapsed)  # consistent with the 7-digit timestamps
+    assert abs(elapsed - 3600 * 10**7) < 10
+    assert AZURE_TIME.match(properties["startTime"]) and AZURE_TIME.match(properties["endTime"])
+    assert properties["errorDetails"][0]["errorString"] == "it broke"
+    assert ("errorCode" in properties["errorDetails"][0]) == (job_type not in ("DpmJob", "MabJob"))
+    assert properties["extendedInfo"]["propertyBag"].get("Backup Size") == (None if job_type == "VaultJob"
+                                                                            else "10 MB")
+
+
+def test_a_running_job_has_no_end_and_an_elapsed_duration() -> None:
+    vault = FakeEstate().add_vault(SUB, "rg", "v")
+    properties = make_job(guid(1), vault=vault, item="vm", status="InProgress", start=T0,
+                          now=T0 + timedelta(minutes=41, seconds=17))["properties"]
+    assert "endTime" not in properties
+    assert re.match(r"^PT41M(17|16\.99999\d\d)S?", properties["duration"])  # now - start, to 100 ns
+
+
+# --- authentication and api-version -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("token", "code"), [(None, "AuthenticationFailed"), ("stolen", "InvalidAuthenticationToken")])
+def test_every_arm_route_requires_the_issued_token(arm: FakeArm, estate: FakeEstate, token: str | None,
+                                                   code: str) -> None:
+    add_backups(estate, "vault-a", 1)
+    vault_id = estate.vault("vault-a").id
+    paths = [f"/subscriptions/{SUB}/providers/Microsoft.RecoveryServices/vaults", vault_id, f"{vault_id}/backupJobs",
+             f"{vault_id}/backupJobs/{guid(0)}"]
+    for path in paths:
+        refused = get(arm, path, token=token)
+        assert (refused.status_code, error_code(refused)) == (401, code), path
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert get(arm, path).status_code == 200, path
+
+
+def test_a_token_for_another_audience_is_refused(arm: FakeArm, estate: FakeEstate) -> None:
+    issued = requests.get(arm.identity_endpoint, params={"api-version": "2019-08-01",
+                                                         "resource": "https://vault.azure.net"},
+                          headers={"X-IDENTITY-HEADER": arm.identity_header}, timeout=5).json()
+    refused = get(arm, estate.vault("vault-a").id, token=issued["access_token"])
+    assert (refused.status_code, error_code(refused)) == (401, "InvalidAuthenticationTokenAudience")
+
+
+def test_api_version_is_required_and_must_exist_for_the_resource_type(arm: FakeArm, estate: FakeEstate) -> None:
+    url = arm.url + jobs_path(estate, "vault-a")
+    auth = {"Authorization": f"Bearer {arm.token}"}
+    missing = requests.get(url, headers=auth, timeout=5)
+    assert (missing.status_code, error_code(missing)) == (400, "MissingApiVersionParameter")
+    for version in ("2099-01-01", "2026-08-01"):  # unknown anywhere; a vaults-only version
+        wrong = requests.get(url, params={"api-version": version}, headers=auth, timeout=5)
+        assert (wrong.status_code, error_code(wrong)) == (400, "NoRegisteredProviderFound"), version
+    twice = requests.get(f"{url}?api-version={API}&api-version={API}", headers=auth, timeout=5)
+    assert twice.status_code == 400
+    assert get(arm, estate.vault("vault-a").id, **{"api-version": "2026-08-01"}).status_code == 200
+
+
+def test_paths_match_case_insensitively_like_arm(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 1)
+    odd_case = jobs_path(estate, "vault-a").replace("/subscriptions/", "/Subscriptions/").replace(
+        "Microsoft.RecoveryServices", "microsoft.recoveryservices").replace("vault-a", "VAULT-A")
+    assert [job["name"] for job in get(arm, odd_case).json()["value"]] == [guid(0)]
+    assert get(arm, f"{odd_case}/{guid(0).upper()}").json()["name"] == guid(0)
+
+
+def test_missing_resources_get_arms_own_404s(arm: FakeArm, estate: FakeEstate) -> None:
+    gone = get(arm, f"/subscriptions/{SUB}/resourceGroups/rg-a/providers/Microsoft.RecoveryServices/vaults/gone")
+    assert (gone.status_code, error_code(gone)) == (404, "ResourceNotFound")
+    assert gone.headers["x-ms-failure-cause"] == "gateway"
+    assert "'Microsoft.RecoveryServices/vaults/gone' under resource group 'rg-a'" in gone.json()["error"]["message"]
+    no_group = get(arm, f"/subscriptions/{SUB}/resourceGroups/rg-x/providers/Microsoft.RecoveryServices/vaults/v")
+    assert error_code(no_group) == "ResourceGroupNotFound"
+    other = "11111111-2222-4333-8444-555555555555"
+    no_sub = get(arm, f"/subscriptions/{other}/providers/Microsoft.RecoveryServices/vaults")
+    assert (no_sub.status_code, error_code(no_sub)) == (404, "SubscriptionNotFound")
+    estate.add_subscription(other)
+    assert get(arm, f"/subscriptions/{other}/providers/Microsoft.RecoveryServices/vaults").json() == {"value": []}
+    estate.remove_vault("vault-b")
+    assert get(arm, f"{estate.vault('vault-a').id[:-7]}vault-b").status_code == 404
+
+
+# --- LIST, GET and paging ---------------------------------------------------------------------------
+
+
+def test_details_carry_extended_info_and_the_list_never_does(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 2)
+    listed = get(arm, jobs_path(estate, "vault-a")).json()["value"]
+    assert all("extendedInfo" not in job["properties"] for job in listed)
+    details = get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(0)}").json()
+    assert details["properties"]["extendedInfo"]["propertyBag"]["Backup Size"] == "2332 MB"
+    assert estate.vault("vault-a").jobs[guid(0)]["properties"]["extendedInfo"]  # the stored job keeps it
+
+
+def test_paging_returns_every_job_once_newest_first(arm: FakeArm, estate: FakeEstate) -> None:
+    ids = add_backups(estate, "vault-a", 10)
+    first = get(arm, jobs_path(estate, "vault-a"))
+    pages = all_pages(arm, first)
+    assert [len(page["value"]) for page in pages] == [3, 3, 3, 1]
+    assert [job["name"] for page in pages for job in page["value"]] == ids  # newest first, each once
+    next_link = pages[0]["nextLink"]
+    assert next_link.startswith(f"{arm.url}{estate.vault('vault-a').id}/backupJobs?api-version=2017-07-01&")
+    assert "&%24skiptoken=%3c%3fxml+version%3d%221.0%22+encoding%3d%22utf-16%22%3f%3e%0d%0a%3cContinuationToken" \
+        in next_link
+
+
+def test_next_pages_accept_the_clients_api_version_like_the_python_sdk(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 4)
+    next_link = get(arm, jobs_path(estate, "vault-a"), **{"$filter": "status eq 'Completed'"}).json()["nextLink"]
+    with_ours = next_link.replace("api-version=2017-07-01", f"api-version={API}")
+    page = get(arm, with_ours)
+    assert page.status_code == 200
+    assert [job["name"] for job in page.json()["value"]] == [guid(3)]
+    assert "$filter" in arm.requests[-1].query
+
+
+def test_paging_stays_exact_while_newer_jobs_arrive(arm: FakeArm, estate: FakeEstate) -> None:
+    ids = add_backups(estate, "vault-a", 7)
+    first = get(arm, jobs_path(estate, "vault-a"))
+    add_backups(estate, "vault-a", 5, first=100, start=T0 + timedelta(hours=10))  # newer than any listed
+    seen = [job["name"] for page in all_pages(arm, first) for job in page["value"]]
+    assert seen == ids
+
+
+def _double_encoded(url: str) -> str:
+    head, _, token = url.partition("%24skiptoken=")
+    return head + "%24skiptoken=" + quote(token, safe="")
+
+
+def _altered(url: str) -> str:
+    return re.sub(r"(NextRowKey%3e1!\d+!)(.)", lambda m: m.group(1) + ("B" if m.group(2) != "B" else "C"), url)
+
+
+def _crlf_normalised(url: str) -> str:
+    return url.replace("%0d%0a", "%0a")
+
+
+def _filter_dropped(url: str) -> str:
+    return re.sub(r"&%24filter=[^&]*", "", url)
+
+
+@pytest.mark.parametrize("mangle", [_double_encoded, _altered, _crlf_normalised, _filter_dropped],
+                         ids=["double-encoded", "altered", "crlf-normalised", "filter-dropped"])
+def test_a_mangled_skiptoken_is_refused(arm: FakeArm, estate: FakeEstate, mangle: Callable[[str], str]) -> None:
+    add_backups(estate, "vault-a", 5)
+    next_link = get(arm, jobs_path(estate, "vault-a"), **{"$filter": "operation eq 'Backup'"}).json()["nextLink"]
+    mangled = mangle(next_link)
+    assert mangled != next_link
+    refused = get(arm, mangled)
+    assert (refused.status_code, error_code(refused)) == (400, "BMSUserErrorInvalidInput")
+    assert get(arm, next_link).status_code == 200  # the unaltered link still works
+
+
+def test_a_skiptoken_re_encoded_equivalently_still_works(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 5)
+    next_link = get(arm, jobs_path(estate, "vault-a")).json()["nextLink"]
+    params = {unquote_plus(key): unquote_plus(value) for key, value in query_of(next_link)}
+    page = requests.get(next_link.split("?")[0], params=params, headers={"Authorization": f"Bearer {arm.token}"},
+                        timeout=5)  # requests encodes differently (upper-case hex) but the value is the same
+    assert [job["name"] for job in page.json()["value"]] == [guid(3), guid(4)]
+
+
+def test_a_skiptoken_only_works_on_its_own_vault(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 5)
+    next_link = get(arm, jobs_path(estate, "vault-a")).json()["nextLink"]
+    elsewhere = next_link.replace("/resourceGroups/rg-a/", "/resourceGroups/rg-b/").replace("vault-a", "vault-b")
+    assert get(arm, elsewhere).status_code == 400
+
+
+# --- $filter ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_estate(estate: FakeEstate) -> FakeEstate:
+    vault = estate.vault("vault-a")
+    jobs = [
+        make_job(guid(1), vault=vault, item="vm-1", start=T0 - timedelta(hours=3), end=T0),
+        make_job(guid(2), vault=vault, item="vm-2", status="Failed", start=T0 - timedelta(hours=1),
+                 end=T0 + timedelta(minutes=5), error="no agent"),
+        make_job(guid(3), vault=vault, item="db", job_type="AzureWorkloadJob", status="InProgress", start=T0),
+        make_job(guid(4), vault=vault, item="vm-1", operation="Restore", start=T0 + timedelta(hours=2),
+                 end=T0 + timedelta(hours=3)),
+        make_job(guid(5), vault=vault, item="vm-9", start=T0 - timedelta(days=3), end=T0 - timedelta(days=3) +
+                 timedelta(hours=1)),
+    ]
+    for job in jobs:
+        estate.add_job("vault-a", job)
+    return estate
+
+
+@pytest.mark.parametrize(("odata", "expected"), [
+    ("", [4, 3, 2, 1, 5]),
+    ("startTime eq '2026-11-20 12:00:00 PM' and endTime eq '2026-11-20 01:05:01 PM'", [3, 2]),  # by start time
+    ("startTime eq '2026-11-20 01:00:00 PM'", [4, 3]),
+    ("endTime eq '2026-11-17 11:59:59 PM'", [5]),
+    ("status eq 'InProgress'", [3]),
+    ("status eq 'failed'", [2]),
+    ("operation eq 'Restore'", [4]),
+    ("backupManagementType eq 'AzureWorkLoad'", [3]),  # the CLI's casing
+    (f"jobId eq '{guid(2).upper()}'", [2]),
+    ("operation eq 'Backup' and backupManagementType eq 'AzureIaasVM' and status eq 'Completed'", [1, 5]),
+    ("startTime eq '2016-01-01 00:00:00 AM' and endTime eq '2026-11-20 00:00:00 AM'", [5]),  # the spec's "00 AM"
+])
+def test_filters_select_like_the_service(arm: FakeArm, mixed_estate: FakeEstate, odata: str,
+                                         expected: list[int]) -> None:
+    response = get(arm, jobs_path(mixed_estate, "vault-a"), **({"$filter": odata} if odata else {}))
+    assert response.status_code == 200, response.text
+    names = [job["name"] for page in all_pages(arm, response) for job in page["value"]]
+    assert names == [guid(number) for number in expected]
+
+
+@pytest.mark.parametrize("odata", [
+    "startTime eq '2026-11-20T13:05:00Z'",  # ISO is not the service's format
+    "startTime eq '2026-11-20 13:05:00 PM'",  # not a 12-hour clock
+    "startTime eq '2026-02-30 01:05:00 PM'",
+    "status ne 'Failed'",
+    "vaultName eq 'x'",
+    "status eq 'Running'",
+    "status eq 'Failed' and",
+    "status eq 'Failed' or status eq 'Completed'",
+    "status eq 'Failed' and status eq 'Completed'",
+])
+def test_bad_filters_are_refused(arm: FakeArm, estate: FakeEstate, odata: str) -> None:
+    refused = get(arm, jobs_path(estate, "vault-a"), **{"$filter": odata})
+    assert (refused.status_code, error_code(refused)) == (400, "BMSUserErrorInvalidInput")
+
+
+# --- faults ----------------------------------------------------------------------------------------
+
+
+def test_a_status_fault_applies_n_times_then_disappears(arm: FakeArm, estate: FakeEstate) -> None:
+    arm.set_fault("vault-a", Fault("status", status=503, code="ServiceUnavailable", times=2))
+    path = jobs_path(estate, "vault-a")
+    assert [get(arm, path).status_code for _ in range(3)] == [503, 503, 200]
+    assert arm.fault_for("vault-a") is None
+    assert get(arm, jobs_path(estate, "vault-b")).status_code == 200
+
+
+def test_authorization_failed_fault_reads_like_arms(arm: FakeArm, estate: FakeEstate) -> None:
+    arm.set_fault("vault-a", Fault.authorization_failed())
+    refused = get(arm, jobs_path(estate, "vault-a"))
+    assert (refused.status_code, error_code(refused)) == (403, "AuthorizationFailed")
+    message = refused.json()["error"]["message"]
+    assert "perform action 'Microsoft.RecoveryServices/Vaults/backupJobs/read'" in message
+    assert f"over scope '{estate.vault('vault-a').id}'" in message
+    assert get(arm, estate.vault("vault-a").id).status_code == 403  # the vault GET too
+
+
+def test_resource_not_found_fault_looks_like_the_gateway(arm: FakeArm, estate: FakeEstate) -> None:
+    arm.set_fault("vault-a", Fault.resource_not_found(times=1))
+    gone = get(arm, jobs_path(estate, "vault-a"))
+    assert (gone.status_code, error_code(gone), gone.headers["x-ms-failure-cause"]) == (404, "ResourceNotFound",
+                                                                                       "gateway")
+
+
+def test_throttle_fault_answers_429_with_retry_after(arm: FakeArm, estate: FakeEstate) -> None:
+    arm.set_fault("vault-a", Fault("throttle", retry_after=7, times=1))
+    throttled = get(arm, jobs_path(estate, "vault-a"))
+    assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "7")
+    assert throttled.headers["x-ms-ratelimit-remaining-subscription-resource-requests"] == "0"
+    assert get(arm, jobs_path(estate, "vault-a")).status_code == 200
+
+
+def test_timeout_fault_holds_the_reply_past_the_clients_timeout(arm: FakeArm, estate: FakeEstate) -> None:
+    arm.set_fault("vault-a", Fault("timeout", delay=1.0, times=1))
+    with pytest.raises(requests.ReadTimeout):
+        get(arm, jobs_path(estate, "vault-a"), timeout=0.2)
+    started = time.monotonic()
+    assert get(arm, jobs_path(estate, "vault-a")).status_code == 200
+    assert time.monotonic() - started < 0.5
+
+
+def test_malformed_fault_sends_a_body_that_is_not_json(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 2)
+    arm.set_fault("vault-a", Fault("malformed"))
+    broken = get(arm, jobs_path(estate, "vault-a"))
+    assert broken.status_code == 200
+    with pytest.raises(ValueError, match=r"Expecting|Unterminated|Extra data"):
+        broken.json()
+
+
+def test_offhost_nextlink_fault_only_touches_the_first_list_page(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 1)
+    evil = "https://attacker.example/collect?x=1"
+    arm.set_fault("vault-a", Fault("offhost_nextlink", url=evil))
+    assert get(arm, jobs_path(estate, "vault-a")).json()["nextLink"] == evil
+    assert get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(0)}").status_code == 200
+    assert arm.fault_for("vault-a") is not None
+
+
+def test_a_fault_can_target_only_the_follow_up_pages(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 5)
+    arm.set_fault("vault-a", Fault("status", operations=frozenset({"jobs_next_page"})))
+    first = get(arm, jobs_path(estate, "vault-a"))
+    assert first.status_code == 200
+    assert get(arm, first.json()["nextLink"]).status_code == 500
+    assert get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(0)}").status_code == 200
+
+
+def test_unknown_fault_kinds_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        Fault("explode")  # type: ignore[arg-type]
+
+
+# --- the managed-identity endpoint -----------------------------------------------------------------
+
+
+def test_identity_endpoint_checks_header_and_api_version() -> None:
+    with FakeArm(FakeEstate(), clock=lambda: 1_800_000_000.5) as arm:
+        def token(headers: dict[str, str], **params: str) -> requests.Response:
+            query = {"api-version": "2019-08-01", "resource": "https://management.azure.com", **params}
+            return requests.get(arm.identity_endpoint, params=query, headers=headers, timeout=5)
+
+        assert token({}).status_code == 401
+        assert token({"X-IDENTITY-HEADER": "guess"}).json()["error"] == "invalid_request"
+        good = {"X-IDENTITY-HEADER": arm.identity_header}
+        assert token(good, **{"api-version": "2018-02-01"}).status_code == 400
+        issued = token(good).json()
+        assert issued == {"access_token": arm.token, "expires_on": "1800003600", "resource":
+                          "https://management.azure.com", "token_type": "Bearer", "client_id": issued["client_id"]}
+
+
+@pytest.fixture
+def identity_env(monkeypatch: pytest.MonkeyPatch, arm: FakeArm) -> FakeArm:
+    """Point azure-identity at the fake (never let it probe the real IMDS address)."""
+    for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in arm.identity_env().items():
+        monkeypatch.setenv(name, value)
+    return arm
+
+
+def test_azure_identity_gets_a_token_that_arm_accepts(identity_env: FakeArm, estate: FakeEstate) -> None:
+    arm = identity_env
+    access = ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+    assert access.token == arm.token
+    assert access.expires_on > time.time() + 3000
+    sent = arm.requests.to("/msi/token")[0]
+    assert sent.headers["x-identity-header"] == arm.identity_header
+    assert sent.query["resource"] == "https://management.azure.com"
+    assert get(arm, jobs_path(estate, "vault-a"), token=access.token).status_code == 200
+
+
+def test_identity_fault_401_with_an_empty_body(identity_env: FakeArm) -> None:
+    arm = identity_env
+    arm.identity_fault = Fault("status", status=401, times=1)
+    # The reason this fault exists: azure-identity lets a raw JSONDecodeError escape on it.
+    with pytest.raises(json.JSONDecodeError):
+        ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+    assert arm.requests.to("/msi/token")[-1].status == 401
+    assert arm.identity_fault is None
+    assert ManagedIdentityCredential().get_token("https://management.azure.com/.default").token == arm.token
+
+
+def test_identity_fault_500_answers_500(arm: FakeArm) -> None:
+    arm.identity_fault = Fault("status", status=500)
+    reply = requests.get(arm.identity_endpoint, params={"api-version": "2019-08-01", "resource": "x"},
+                         headers={"X-IDENTITY-HEADER": arm.identity_header}, timeout=5)
+    assert (reply.status_code, reply.content) == (500, b"")
+
+
+# --- headers, recording, robustness ---------------------------------------------------------------
+
+
+def test_replies_carry_arms_headers_and_spend_the_rate_limit(arm: FakeArm, estate: FakeEstate) -> None:
+    path = jobs_path(estate, "vault-a")
+    first = requests.get(arm.url + path, params={"api-version": API}, timeout=5,
+                         headers={"Authorization": f"Bearer {arm.token}", "x-ms-correlation-request-id": "corr-1"})
+    second = get(arm, path)
+    assert first.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert first.headers["x-ms-correlation-request-id"] == "corr-1"
+    assert first.headers["x-ms-request-id"] != second.headers["x-ms-request-id"]
+    remaining = "x-ms-ratelimit-remaining-subscription-resource-requests"
+    assert (int(first.headers[remaining]), int(second.headers[remaining])) == (249, 248)
+    assert get(arm, estate.vault("vault-a").id).headers["x-ms-ratelimit-remaining-subscription-reads"] == "247"
+    assert arm.ratelimit_remaining == 247
+
+
+def test_requests_are_recorded_with_query_and_headers(arm: FakeArm, estate: FakeEstate) -> None:
+    get(arm, jobs_path(estate, "vault-a"), **{"$filter": "status eq 'Failed'"})
+    [recorded] = list(arm.requests)
+    assert (recorded.method, recorded.path, recorded.status) == ("GET", jobs_path(estate, "vault-a"), 200)
+    assert recorded.query == {"api-version": API, "$filter": "status eq 'Failed'"}
+    assert recorded.headers["authorization"] == f"Bearer {arm.token}"
+    assert "%24filter=status+eq+%27Failed%27" in recorded.raw_query
+    arm.requests.clear()
+    assert len(arm.requests) == 0
+
+
+def test_latency_is_added_to_arm_requests(estate: FakeEstate) -> None:
+    with FakeArm(estate, latency=0.2) as arm:
+        started = time.monotonic()
+        get(arm, jobs_path(estate, "vault-a"))
+        assert time.monotonic() - started >= 0.2
+
+
+def test_the_server_survives_bad_requests_and_its_own_bugs(arm: FakeArm, estate: FakeEstate) -> None:
+    port = int(arm.url.rsplit(":", 1)[1])
+    for garbage in (b"NOT HTTP AT ALL\r\n\r\n", b"BREW /pot HTTP/1.1\r\n\r\n",
+                    b"GET /msi/token HTTP/1.1\r\nContent-Length: lots\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(garbage)
+            assert raw.recv(100), garbage  # some answer, and no dead server
+    posted = requests.post(arm.url + jobs_path(estate, "vault-a"), params={"api-version": API}, data=b"{}",
+                           headers={"Authorization": f"Bearer {arm.token}"}, timeout=5)
+    assert posted.status_code == 405
+    estate.vault("vault-a").jobs["broken"] = {"name": "broken", "properties": None}  # a bug-shaped job
+    crashed = get(arm, jobs_path(estate, "vault-a"))
+    assert (crashed.status_code, error_code(crashed)) == (500, "FakeArmInternalError")
+    del estate.vault("vault-a").jobs["broken"]
+    assert get(arm, jobs_path(estate, "vault-a")).status_code == 200
+
+
+def test_update_job_merges_and_removes_properties(arm: FakeArm, estate: FakeEstate) -> None:
+    vault = estate.vault("vault-a")
+    estate.add_job("vault-a", make_job(guid(1), vault=vault, item="vm", status="InProgress", start=T0, now=T0))
+    estate.update_job("vault-a", guid(1), status="Completed", endTime="2026-11-20T13:30:00.1234567Z",
+                      duration="PT25M0.1234567S", actionsInfo=None)
+    served = get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(1)}").json()["properties"]
+    assert (served["status"], served["endTime"], served["duration"]) == (
+        "Completed", "2026-11-20T13:30:00.1234567Z", "PT25M0.1234567S")
+    assert "actionsInfo" not in served
+    with pytest.raises(KeyError):
+        estate.update_job("vault-a", guid(2), status="Failed")
+
+
+def test_stop_returns_promptly_while_a_reply_is_held(estate: FakeEstate) -> None:
+    arm = FakeArm(estate).start()
+    arm.set_fault("vault-a", Fault("timeout", delay=30))
+    with pytest.raises(requests.ReadTimeout):
+        get(arm, jobs_path(estate, "vault-a"), timeout=0.1)
+    started = time.monotonic()
+    arm.stop()
+    assert time.monotonic() - started < 2
+
+
+# --- the demo estate -------------------------------------------------------------------------------
+
+
+def _demo_jobs(arm: FakeArm, vault_id: str, **params: str) -> list[dict[str, Any]]:
+    first = get(arm, f"{vault_id}/backupJobs", **params)
+    assert first.status_code == 200, first.text
+    return [job for page in all_pages(arm, first) for job in page["value"]]
+
+
+def test_the_demo_serves_every_shape_a_newcomer_should_see() -> None:
+    demo = start_demo(seed=7, speed=1.0)
+    try:
+        issued = requests.get(demo.identity_endpoint, params={"api-version": "2019-08-01",
+                                                              "resource": "https://management.azure.com"},
+                              headers={"X-IDENTITY-HEADER": demo.identity_header}, timeout=5).json()
+        assert issued["access_token"] == demo.arm.token
+        vault_ids = [vault["id"] for sub in demo.subscriptions for vault in get(
+            demo.arm, f"/subscriptions/{sub}/providers/Microsoft.RecoveryServices/vaults").json()["value"]]
+        assert sorted(vault_ids) == sorted(demo.vault_ids) and len(vault_ids) == 4 and len(demo.subscriptions) == 2
+        jobs = [job for vault_id in vault_ids for job in _demo_jobs(demo.arm, vault_id)]
+        properties = [job["properties"] for job in jobs]
+        assert {p["jobType"] for p in properties} == {"AzureIaaSVMJob", "AzureIaaSVMJobV2", "AzureStorageJob",
+                                                      "AzureWorkloadJob", "DpmJob", "MabJob", "VaultJob"}
+        assert {"Backup", "Restore", "ConfigureBackup", "DeleteBackupData"} <= {p["operation"] for p in properties}
+        assert {"Completed", "Failed", "CompletedWithWarnings", "InProgress"} <= {p["status"] for p in properties}
+        assert len({p["entityFriendlyName"] for p in properties}) >= 15
+        durations = {p["duration"] for p in properties}
+        assert any(d.startswith("P") for d in durations) and any(re.match(r"^\d\d:\d\d:\d\d", d) for d in durations)
+        latest: dict[str, dict[str, Any]] = {}
+        for p in sorted(properties, key=lambda p: p["startTime"]):
+            if p["operation"] == "Backup":
+                latest[p["entityFriendlyName"]] = p
+        assert "Failed" in {p["status"] for p in latest.values()}
+        done = next(job for job in jobs if job["properties"]["jobType"] == "AzureIaaSVMJob"
+                    and job["properties"]["status"] == "Completed" and job["properties"]["operation"] == "Backup")
+        details = get(demo.arm, done["id"]).json()["properties"]["extendedInfo"]
+        assert re.match(r"^\d+ MB$", details["propertyBag"]["Backup Size"])
+        assert [task["taskId"] for task in details["tasksList"]] == ["Take Snapshot", "Transfer data to vault"]
+    finally:
+        demo.stop()
+
+
+def test_the_demo_simulator_finishes_jobs_and_always_runs_one() -> None:
+    demo = start_demo(seed=11, speed=200.0)
+    try:
+        since = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%d %I:%M:%S %p")
+        deadline = time.monotonic() + 5
+        finished: list[dict[str, Any]] = []
+        while not finished and time.monotonic() < deadline:
+            time.sleep(0.1)
+            recent = [job for vault_id in demo.vault_ids
+                      for job in _demo_jobs(demo.arm, vault_id, **{"$filter": f"startTime eq '{since}'"})]
+            finished = [job for job in recent if job["properties"]["status"] != "InProgress"]
+        assert finished, "the simulator finished no job within 5 s at speed 200"
+        assert all("endTime" in job["properties"] for job in finished)
+        running = [job for vault_id in demo.vault_ids
+                   for job in _demo_jobs(demo.arm, vault_id, **{"$filter": "status eq 'InProgress'"})]
+        assert running
+    finally:
+        demo.stop()
+
+
+def test_the_demo_estate_is_deterministic_given_the_seed() -> None:
+    def history(seed: int) -> tuple[list[str], set[str]]:
+        demo = start_demo(seed=seed)
+        try:
+            names = {job["name"] for vault in demo.estate.vaults for job in demo.estate.jobs(vault.name)}
+            return demo.subscriptions, names
+        finally:
+            demo.stop()
+
+    assert history(7) == history(7)
+    assert history(7) != history(8)
