@@ -28,7 +28,7 @@ from .settings import Settings, SettingsError, env_name, load_settings, split_li
 from .telemetry import Telemetry
 
 log = logging.getLogger("exporter")
-ONCE_TIMEOUT = 600.0  # --once waits this long at most for every vault
+ONCE_TIMEOUT = 600.0  # --once and the start-up refresh wait this long at most for every vault
 # azure-identity's environment variables; --check-config shows which are set, secrets masked.
 AUTH_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
             "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
@@ -143,7 +143,7 @@ def run_server(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     # Start the first refresh now so /-/ready turns green without waiting for a scrape.
-    threading.Thread(target=refresher.refresh_due, args=(time.monotonic(),), daemon=True).start()
+    threading.Thread(target=refresher.refresh_due, args=(time.monotonic() + ONCE_TIMEOUT,), daemon=True).start()
     stop.wait()
     log.info("shutting down")
     server.shutdown()

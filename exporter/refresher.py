@@ -52,7 +52,7 @@ class Refresher:
         self._last_attempt: dict[str, float] = {}
         self._failing: set[str] = set()
         self.auth_ok: bool | None = None
-        self.ready = threading.Event()
+        self._ready = False
 
     # --- what the collector reads ----------------------------------------------------------------
 
@@ -74,8 +74,6 @@ class Refresher:
         """Refresh what is due and wait for it until `deadline` (time.monotonic())."""
         self._wait(self._submit_due_discoveries(), deadline)
         self._wait(self._submit_due_vaults(), deadline)
-        if not self.ready.is_set() and self._all_attempted():
-            self.ready.set()
 
     def _wait(self, futures: Iterable[Future[None]], deadline: float) -> None:
         pending = list(futures)
@@ -112,9 +110,12 @@ class Refresher:
                     self._submit(key, self._refresh_vault, state)
             return [f for k, f in self._inflight.items() if not k.startswith("discovery:")]
 
-    def _all_attempted(self) -> bool:
-        discovered = all(d.success is not None for d in self._discoveries.values())
-        return discovered and all(s.success is not None for s in self.snapshots())
+    def ready(self) -> bool:
+        """True once every subscription was listed and every vault refreshed once, well or not."""
+        if not self._ready:
+            discovered = all(d.success is not None for d in self._discoveries.values())
+            self._ready = discovered and all(s.success is not None for s in self.snapshots())
+        return self._ready
 
     # --- the work --------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ class ExporterApp:
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "OK\n")
         if path == "/-/ready":
-            if self.refresher.ready.is_set():
+            if self.refresher.ready():
                 return _text(start_response, "200 OK", "Ready\n")
             return _text(start_response, "503 Service Unavailable", "Not ready: first refresh not done\n")
         if path == "/":

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job
 from exporter.server import scrape_deadline
@@ -131,10 +132,13 @@ def test_demo_once_shows_simulated_data_loudly() -> None:
     assert "SIMULATED" in result.stderr
     for job_type in ("AzureIaaSVMJob", "AzureWorkloadJob", "AzureStorageJob", "MabJob", "DpmJob"):
         assert f'job_type="{job_type}"' in result.stdout
-    assert 'status="Failed"} 1.0' in result.stdout
+    failed = [sample for family in text_string_to_metric_families(result.stdout)
+              if family.name == "azure_backup_job_last_status"
+              for sample in family.samples if sample.labels["status"] == "Failed" and sample.value == 1]
+    assert failed, "the demo should start with a failed backup"
 
 
-@pytest.mark.parametrize(("header", "expected"), [("10", 9.0), ("4", 3.3), (None, 19.0), ("junk", 19.0)])
+@pytest.mark.parametrize(("header", "expected"), [("10", 9.0), ("4", 3.3), (None, 18.5), ("junk", 18.5)])
 def test_scrape_deadline_follows_prometheus_timeout_header(header: str | None, expected: float) -> None:
     environ = {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": header} if header else {}
     # without a usable header the configured default (20 s here) applies
@@ -149,3 +153,27 @@ def test_json_logs_are_one_object_per_line(arm: FakeArm, vault: FakeVault) -> No
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert any(entry["level"] == "warning" and "vault-missing" in entry["msg"] for entry in lines)
     assert arm.token not in result.stderr
+
+
+def test_demo_server_turns_ready_without_a_scrape_and_serves_every_vault() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            try:
+                ready = requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert ready, "/-/ready must turn 200 after the first refresh, discovered vaults included"
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        assert text.count("azure_backup_vault_scrape_success{") == 4
+        assert "azure_backup_subscription_discovery_success{" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
