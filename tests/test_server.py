@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -45,20 +46,23 @@ def vault(estate: FakeEstate) -> FakeVault:
     return vault
 
 
+def _wait_ready(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return True
+        time.sleep(0.1)
+    return False
+
+
 @pytest.fixture
 def server(arm: FakeArm, vault: FakeVault) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"],
                             env=_env(arm, vault), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
+    _wait_ready(url)
     yield url, proc
     if proc.poll() is None:
         proc.kill()
@@ -162,15 +166,7 @@ def test_demo_server_turns_ready_without_a_scrape_and_serves_every_vault() -> No
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        ready = False
-        while time.monotonic() < deadline and not ready:
-            try:
-                ready = requests.get(f"{url}/-/ready", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        assert ready, "/-/ready must turn 200 after the first refresh, discovered vaults included"
+        assert _wait_ready(url), "/-/ready must turn 200 after the first refresh, discovered vaults included"
         text = requests.get(f"{url}/metrics", timeout=10).text
         assert text.count("azure_backup_vault_scrape_success{") == 4
         assert "azure_backup_subscription_discovery_success{" in text
