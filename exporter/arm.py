@@ -191,6 +191,10 @@ class ArmClient:
         params = {"api-version": self.jobs_api_version, "$filter": odata_filter}
         return self.paged("jobs_list", self.url(f"{vault.path}/backupJobs", **params))
 
+    def list_items(self, vault: VaultRef) -> Iterator[Mapping[str, Any]]:
+        params = {"api-version": self.jobs_api_version}
+        return self.paged("items_list", self.url(f"{vault.path}/backupProtectedItems", **params))
+
     def get_job(self, vault: VaultRef, job_id: str) -> Mapping[str, Any]:
         url = self.url(f"{vault.path}/backupJobs/{job_id}", **{"api-version": self.jobs_api_version})
         return self.get_json("jobs_get", url)

@@ -13,6 +13,7 @@ ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "backup
 JOB_LABELS: tuple[str, ...] = (*ITEM_LABELS, "operation")
 
 CACHE_NOTE = " Cached: may be up to REFRESH_INTERVAL old."
+ITEMS_CACHE_NOTE = " From the protected-items list, refreshed every ITEMS_REFRESH_INTERVAL (default 5m)."
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ JOB_LAST_TASK_STATUS = _spec(
     "Tasks of the latest job with their current status; always 1." + CACHE_NOTE)
 LAST_SUCCESS = _spec(
     "azure_backup_last_successful_backup_timestamp_seconds", "gauge", ITEM_LABELS,
-    "Latest end time among Backup jobs that ended Completed or CompletedWithWarnings, "
-    "in Unix seconds." + CACHE_NOTE)
+    "Time of the item's last successful backup, in Unix seconds: the newest of the end of its latest "
+    "Backup job that ended Completed or CompletedWithWarnings, its lastBackupTime when lastBackupStatus "
+    "is a success, and its lastRecoveryPoint." + CACHE_NOTE)
 JOBS = _spec(
     "azure_backup_jobs", "gauge", (*VAULT_LABELS, "backup_management_type", "operation", "status"),
     "Jobs in the lookback window by type, operation and status." + CACHE_NOTE)
@@ -80,6 +82,28 @@ TRANSFERRED = _spec(
     "azure_backup_transferred_bytes", "counter",
     (*VAULT_LABELS, "backup_management_type", "operation"),
     "Backup Size of the jobs counted in azure_backup_jobs_finished_total." + CACHE_NOTE)
+ITEM_INFO = _spec(
+    "azure_backup_item_info", "gauge",
+    (*ITEM_LABELS, "item_type", "workload_type", "policy", "container", "source_resource_id"),
+    "One series per protected item; always 1." + ITEMS_CACHE_NOTE)
+ITEM_LAST_BACKUP = _spec(
+    "azure_backup_item_last_backup_timestamp_seconds", "gauge", ITEM_LABELS,
+    "The protected item's lastBackupTime, in Unix seconds." + ITEMS_CACHE_NOTE)
+ITEM_LAST_BACKUP_STATUS = _spec(
+    "azure_backup_item_last_backup_status", "gauge", (*ITEM_LABELS, "status"),
+    "The protected item's lastBackupStatus: 1 for the current value, 0 for the other known ones."
+    + ITEMS_CACHE_NOTE)
+ITEM_HEALTH = _spec(
+    "azure_backup_item_health_status", "gauge", (*ITEM_LABELS, "status"),
+    "The protected item's healthStatus (protectedItemHealthStatus for workload items): 1 for the current "
+    "value, 0 for the other known ones; absent for item types that report no health." + ITEMS_CACHE_NOTE)
+ITEM_PROTECTION_STATE = _spec(
+    "azure_backup_item_protection_state", "gauge", (*ITEM_LABELS, "state"),
+    "The protected item's protectionState: 1 for the current value, 0 for the other known ones."
+    + ITEMS_CACHE_NOTE)
+ITEM_LAST_RECOVERY_POINT = _spec(
+    "azure_backup_item_last_recovery_point_timestamp_seconds", "gauge", ITEM_LABELS,
+    "The protected item's lastRecoveryPoint, in Unix seconds, where Azure gives it." + ITEMS_CACHE_NOTE)
 VAULT_INFO = _spec(
     "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
     "One series per watched Recovery Services vault; always 1.")
@@ -122,7 +146,8 @@ BUILD_INFO = _spec(
 CATALOGUE: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, JOBS, JOBS_FINISHED, JOB_DURATION,
-    TRANSFERRED, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
+    TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
+    ITEM_LAST_RECOVERY_POINT, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
     DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS, BUILD_INFO,
 )
 

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from . import catalogue as c
-from .models import KNOWN_STATUSES, Job
+from .models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, KNOWN_STATUSES, PROTECTION_STATES, Job
 from .refresher import Refresher
 from .vault import DURATION_BUCKETS, VaultSnapshot
 
@@ -41,6 +41,7 @@ class BackupCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snapshots = self.refresher.snapshots()
         yield from self._job_families(snapshots)
+        yield from self._item_families(snapshots)
         yield from self._vault_families(snapshots)
         yield from self._exporter_families()
 
@@ -68,6 +69,24 @@ class BackupCollector(Collector):
                 transferred.add_metric([*vault, *type_op], total)
         yield from latest.families()
         yield from (last_success, jobs, finished, durations, transferred)
+
+    def _item_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
+        info, last_backup = _gauge(c.ITEM_INFO), _gauge(c.ITEM_LAST_BACKUP)
+        status, health = _gauge(c.ITEM_LAST_BACKUP_STATUS), _gauge(c.ITEM_HEALTH)
+        protection, recovery_point = _gauge(c.ITEM_PROTECTION_STATE), _gauge(c.ITEM_LAST_RECOVERY_POINT)
+        for snap in snapshots:
+            for item in snap.items:
+                labels = [*snap.ref.labels, item.backup_management_type, item.friendly_name]
+                info.add_metric([*labels, item.item_type, item.workload_type, item.policy, item.container,
+                                 item.source_resource_id], 1)
+                if item.last_backup_time is not None:
+                    last_backup.add_metric(labels, item.last_backup_time)
+                if item.last_recovery_point is not None:
+                    recovery_point.add_metric(labels, item.last_recovery_point)
+                _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status)
+                _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status)
+                _add_enum(protection, labels, PROTECTION_STATES, item.protection_state)
+        yield from (info, last_backup, status, health, protection, recovery_point)
 
     def _vault_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
         info, success = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS)
@@ -104,9 +123,7 @@ class LatestJobFamilies:
 
     def add(self, vault: tuple[str, str, str], job: Job) -> None:
         labels = [*vault, job.backup_management_type, job.item, job.operation]
-        known = job.status in KNOWN_STATUSES or not job.status
-        for candidate in KNOWN_STATUSES if known else (*KNOWN_STATUSES, job.status):
-            self.status.add_metric([*labels, candidate], 1 if candidate == job.status else 0)
+        _add_enum(self.status, labels, KNOWN_STATUSES, job.status)
         self.info.add_metric([*labels, job.job_id, job.job_type, job.container, job.workload_type], 1)
         if job.start is not None:
             self.start.add_metric(labels, job.start)
@@ -121,6 +138,18 @@ class LatestJobFamilies:
 
     def families(self) -> tuple[Metric, ...]:
         return (self.status, self.info, self.start, self.end, self.duration, self.size, self.tasks)
+
+
+def _add_enum(family: GaugeMetricFamily, labels: list[str], known: tuple[str, ...], current: str) -> None:
+    """One series per known value (and the current one if Azure sent another), 1 for the current.
+
+    Nothing when Azure sent no value (MARS and DPM items report no health, for one).
+    """
+    if not current:
+        return
+    values = known if current in known else (*known, current)
+    for value in values:
+        family.add_metric([*labels, value], 1 if value == current else 0)
 
 
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:

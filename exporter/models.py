@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 ErrorSink = Callable[[str], None]
 
 FINISHED_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
+# Known values of the protected-item enums: each gets a series (0 unless current); other values are added as seen.
+# lastBackupStatus is a job status for VMs and file shares, and Healthy/Unhealthy for workload (SQL, HANA) items.
+ITEM_BACKUP_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Healthy", "Unhealthy", "IRPending")
+ITEM_HEALTH_STATUSES = ("Passed", "ActionRequired", "ActionSuggested")
+PROTECTION_STATES = ("Protected", "ProtectionStopped", "ProtectionError", "ProtectionPaused", "IRPending",
+                     "SoftDeleted", "BackupsSuspended")
+ITEM_SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings", "Healthy"})
 KNOWN_STATUSES = ("InProgress", *FINISHED_STATUSES, "Cancelling")
 SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings"})
 
@@ -182,6 +189,79 @@ def _tasks(props: Mapping[str, Any], on_error: ErrorSink) -> tuple[Task, ...] | 
         else:
             on_error("tasksList")
     return tuple(parsed)
+
+
+@dataclass(frozen=True)
+class ProtectedItem:
+    """One protected item (VM, file share, database, MARS or DPM source) with its health."""
+
+    name: str
+    friendly_name: str
+    backup_management_type: str
+    item_type: str
+    workload_type: str
+    policy: str
+    container: str
+    source_resource_id: str
+    last_backup_status: str
+    last_backup_time: float | None
+    health_status: str
+    protection_state: str
+    last_recovery_point: float | None
+
+    @property
+    def item_key(self) -> tuple[str, str]:
+        """Joins the item with its jobs: backup management type and friendly name."""
+        return (self.backup_management_type, self.friendly_name)
+
+    @property
+    def last_success(self) -> float | None:
+        """The newest moment this item is known to have been backed up successfully."""
+        candidates = [self.last_recovery_point]
+        if self.last_backup_status in ITEM_SUCCESS_STATUSES:
+            candidates.append(self.last_backup_time)
+        known = [c for c in candidates if c is not None]
+        return max(known) if known else None
+
+
+def parse_item(resource: Mapping[str, Any], on_error: ErrorSink) -> ProtectedItem | None:
+    """A ProtectedItem of any protectedItemType; None (counted as field 'item') without name or properties."""
+    props = resource.get("properties")
+    name = resource.get("name")
+    if not isinstance(props, Mapping) or not isinstance(name, str) or not name:
+        on_error("item")
+        return None
+    # DPM items keep their last backup status in extendedInfo; workload items name their health differently.
+    extended = _extended_info(props) or {}
+    return ProtectedItem(
+        name=name,
+        friendly_name=_text(props.get("friendlyName")) or _text(props.get("computerName")) or name,
+        backup_management_type=_text(props.get("backupManagementType")),
+        item_type=_text(props.get("protectedItemType")),
+        workload_type=_text(props.get("workloadType")),
+        policy=_policy_name(props),
+        container=_text(props.get("containerName")),
+        source_resource_id=_text(props.get("sourceResourceId")),
+        last_backup_status=_text(props.get("lastBackupStatus")) or _text(extended.get("lastBackupStatus")),
+        last_backup_time=_real_time(_optional(props, "lastBackupTime", parse_timestamp, on_error)),
+        health_status=_text(props.get("healthStatus")) or _text(props.get("protectedItemHealthStatus")),
+        protection_state=_text(props.get("protectionState")),
+        last_recovery_point=_real_time(_optional(props, "lastRecoveryPoint", parse_timestamp, on_error)),
+    )
+
+
+# Azure writes 2001-01-01T00:00:00Z as the lastBackupTime of an item never backed up (seen in a CLI recording).
+NEVER = parse_timestamp("2010-01-01T00:00:00Z")
+
+
+def _real_time(value: float | None) -> float | None:
+    return value if value is not None and value >= NEVER else None
+
+
+def _policy_name(props: Mapping[str, Any]) -> str:
+    if isinstance(props.get("policyName"), str) and props["policyName"]:
+        return str(props["policyName"])
+    return _text(props.get("policyId")).rstrip("/").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

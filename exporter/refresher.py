@@ -45,14 +45,16 @@ class Refresher:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="refresh")
         self._configured = {ref.key: ref for ref in settings.vault_refs}
-        self._states: dict[str, VaultState] = {
-            key: VaultState(ref, settings.lookback, clock=clock) for key, ref in self._configured.items()}
+        self._states = {key: self._new_state(ref) for key, ref in self._configured.items()}
         self._discoveries = {sub: Discovery(sub, {}) for sub in settings.subscriptions}
         self._inflight: dict[str, Future[None]] = {}
         self._last_attempt: dict[str, float] = {}
         self._failing: set[str] = set()
         self.auth_ok: bool | None = None
         self._ready = False
+
+    def _new_state(self, ref: VaultRef, location: str = "") -> VaultState:
+        return VaultState(ref, self.settings.lookback, location, self.clock, self.settings.items_refresh_interval)
 
     # --- what the collector reads ----------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class Refresher:
                 del self._states[key]
             for key, (ref, location) in wanted.items():
                 if key not in self._states:
-                    self._states[key] = VaultState(ref, self.settings.lookback, location, self.clock)
+                    self._states[key] = self._new_state(ref, location)
                 elif location and not self._states[key].location:
                     self._states[key].location = location
 

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     subscriptions: Annotated[list[str], NoDecode] = Field(default_factory=list)
     lookback: Interval = timedelta(days=7)
     refresh_interval: Interval = timedelta(seconds=60)
+    items_refresh_interval: Interval = timedelta(minutes=5)
     discovery_interval: Interval = timedelta(hours=1)
     scrape_timeout: Interval = timedelta(seconds=10)
     cloud: str = "AzureCloud"
@@ -135,14 +136,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{sub!r} is not a subscription ID (a GUID)")
         return [s.lower() for s in value]
 
-    @field_validator("lookback", "refresh_interval", "discovery_interval", "scrape_timeout",
-                     "request_timeout", mode="before")
+    @field_validator("lookback", "refresh_interval", "items_refresh_interval", "discovery_interval",
+                     "scrape_timeout", "request_timeout", mode="before")
     @classmethod
     def _interval(cls, value: Any) -> timedelta:
         return parse_interval(value)
 
-    @field_validator("lookback", "refresh_interval", "discovery_interval", "scrape_timeout",
-                     "request_timeout")
+    @field_validator("lookback", "refresh_interval", "items_refresh_interval", "discovery_interval",
+                     "scrape_timeout", "request_timeout")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):

@@ -12,7 +12,8 @@ from . import catalogue as c
 
 API_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Fields whose parse errors are pre-set to 0, so that increase() sees the first one.
-PARSED_FIELDS = ("job", "startTime", "endTime", "duration", "Backup Size", "tasksList", "vault")
+PARSED_FIELDS = ("job", "startTime", "endTime", "duration", "Backup Size", "tasksList", "vault", "item",
+                 "lastBackupTime", "lastRecoveryPoint")
 
 
 class Telemetry:

@@ -22,7 +22,9 @@ from .models import (
     SUCCESS_STATUSES,
     ErrorSink,
     Job,
+    ProtectedItem,
     VaultRef,
+    parse_item,
     parse_job,
     parse_vault,
 )
@@ -93,6 +95,7 @@ class VaultSnapshot:
     ref: VaultRef
     location: str = ""
     jobs: tuple[Job, ...] = ()
+    items: tuple[ProtectedItem, ...] = ()
     last_success: MappingProxyType[ItemKey, float] = field(default_factory=lambda: MappingProxyType({}))
     stats: FinishedStats = field(default_factory=FinishedStats)
     success: bool | None = None  # None: never refreshed
@@ -116,13 +119,17 @@ class VaultState:
     """The working state of one vault; only its refresh thread touches it."""
 
     def __init__(self, ref: VaultRef, lookback: timedelta, location: str = "",
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 items_interval: timedelta = timedelta(minutes=5)) -> None:
         self.ref = ref
         self.clock = clock
         self.lookback = lookback
         self.location = location
+        self.items_interval = items_interval.total_seconds()
         self.jobs: dict[str, Job] = {}
-        self.last_success: dict[ItemKey, float] = {}
+        self.items: tuple[ProtectedItem, ...] = ()
+        self.items_listed_at: float | None = None  # time.monotonic() of the last protected-items listing
+        self.last_success: dict[ItemKey, float] = {}  # from jobs; items add theirs in the snapshot
         self.stats = FinishedStats()
         self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
         self.listed_until: datetime | None = None
@@ -144,20 +151,38 @@ class VaultState:
             if not self.location:
                 discovered = parse_vault(client.get_vault(self.ref), on_error)
                 self.location = discovered.location if discovered else ""
+            self._list_items_if_due(client, on_error)
             listed = self._list(client, now, on_error)
             self._merge(listed, now, on_error)
             self._fetch_details(client, on_error)
             self._prune(now)
             self.listed_until = now
         except ArmError:
-            self.snapshot = VaultSnapshot(
-                self.ref, self.location, self.snapshot.jobs, self.snapshot.last_success, self.snapshot.stats,
-                False, time.perf_counter() - started, self.snapshot.last_refresh)
+            self.mark_failed(time.perf_counter() - started)
             raise
         self.snapshot = VaultSnapshot(
-            self.ref, self.location, tuple(self.jobs.values()), MappingProxyType(dict(self.last_success)),
+            self.ref, self.location, tuple(self.jobs.values()), self.items, self._merged_last_success(),
             self.stats.copy(), True, time.perf_counter() - started, now.timestamp())
         return self.snapshot
+
+    # --- protected items -------------------------------------------------------------------------
+
+    def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> None:
+        """Items change slowly, so they are listed on their own, longer interval."""
+        if self.items_listed_at is not None and time.monotonic() - self.items_listed_at < self.items_interval:
+            return
+        items = (parse_item(resource, on_error) for resource in client.list_items(self.ref))
+        self.items = tuple(sorted((i for i in items if i is not None), key=lambda i: (i.item_key, i.name)))
+        self.items_listed_at = time.monotonic()
+
+    def _merged_last_success(self) -> MappingProxyType[ItemKey, float]:
+        """Jobs' last success, or the item's own record where that is newer (it survives restarts)."""
+        merged = dict(self.last_success)
+        for item in self.items:
+            when = item.last_success
+            if when is not None and when > merged.get(item.item_key, 0.0):
+                merged[item.item_key] = when
+        return MappingProxyType(merged)
 
     # --- listing ---------------------------------------------------------------------------------
 
@@ -261,10 +286,8 @@ class VaultState:
             self.awaiting_size.discard(job_id)
 
     def mark_failed(self, duration: float) -> None:
-        """A refresh that failed before it reached the vault (no token): keep data, flag failure."""
-        old = self.snapshot
-        self.snapshot = VaultSnapshot(self.ref, self.location, old.jobs, old.last_success, old.stats,
-                                      False, duration, old.last_refresh)
+        """A failed refresh: keep the last published data, flag the failure."""
+        self.snapshot = replace(self.snapshot, location=self.location, success=False, duration=duration)
 
 
 def _keep_details(previous: Job | None, listed: Job) -> Job:

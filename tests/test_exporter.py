@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job
+from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, drop_volatile, fixed_clock
 
@@ -58,6 +58,17 @@ def two_vaults(estate: FakeEstate) -> tuple[FakeVault, FakeVault]:
                                     job_type="AzureStorageJob", backup_management_type="AzureStorage",
                                     start=NOW - 4 * H, end=NOW - 4 * H + timedelta(minutes=3),
                                     duration="PT3M", size="0 MB"))
+    # the protected items behind those jobs, as Azure reports them
+    estate.add_item(a.name, make_protected_item(
+        vault=a, friendly_name="vm-web", last_backup_status="Failed", last_backup_time=NOW - 6 * H,
+        last_recovery_point=NOW - 30 * H, health_status="ActionRequired", policy="DailyPolicy"))
+    estate.add_item(a.name, make_protected_item(
+        vault=a, friendly_name="vm-db", last_backup_status="CompletedWithWarnings", last_backup_time=NOW - 5 * H,
+        last_recovery_point=NOW - 5 * H, health_status="Passed", policy="DailyPolicy"))
+    estate.add_item(b.name, make_protected_item(
+        vault=b, item_type="AzureFileShareProtectedItem", friendly_name="files-share",
+        last_backup_status="Completed", last_backup_time=NOW - 4 * H, last_recovery_point=NOW - 4 * H,
+        health_status="Passed", policy="FilesDaily"))
     return a, b
 
 
