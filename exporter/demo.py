@@ -1,9 +1,12 @@
 """The simulated estate behind `--demo`: a fake ARM with a few vaults and a living job stream.
 
-Two subscriptions, four vaults, fifteen protected items of every job type with a week of daily
+Two subscriptions, four vaults, seventeen backup items of every job type with a week of daily
 history, and a simulator thread that keeps starting, advancing and finishing jobs, so a newcomer
 sees every metric shape (running, failed, warnings, sizes, tasks) without an Azure account.
-Everything is deterministic given the seed, apart from wall-clock timing.
+Each item is also a protected item whose last backup, recovery point and health agree with its
+jobs, as Azure keeps them; among them one whose protection was stopped with its data retained,
+one soft-deleted, one never backed up yet and one whose last backup is older than any job the
+exporter lists. Everything is deterministic given the seed, apart from wall-clock timing.
 """
 
 from __future__ import annotations
@@ -17,13 +20,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from .fakearm import FakeArm, FakeEstate, FakeVault, Json, make_job, parse_azure_time, to_ticks
+from .fakearm import (
+    FakeArm,
+    FakeEstate,
+    FakeVault,
+    Json,
+    azure_time,
+    make_job,
+    make_protected_item,
+    parse_azure_time,
+    to_ticks,
+)
 
 log = logging.getLogger(__name__)
 
 DurationFormat = Literal["iso", "dotnet"]
 HISTORY_DAYS = 7
-RETENTION = timedelta(days=8)  # jobs older than this leave the estate, so a long demo does not grow forever
+# Jobs older than this leave the estate, so a long demo does not grow forever; longer than the age of
+# STALE_ITEM's only job, so that job is listed when the demo starts.
+RETENTION = timedelta(days=10)
 MAX_JOBS_PER_VAULT = 3000
 IAAS_TASKS = ("Take Snapshot", "Transfer data to vault")
 RESTORE_TASKS = ("Transfer data from vault",)
@@ -97,13 +112,33 @@ ITEMS = (
     DemoItem("rsv-branch-eus2", "vm-legacy-01", "AzureIaaSVMJob", 7168, (15, 30), 4),
     DemoItem("rsv-platform-uks", "vm-jump-01", "AzureIaaSVMJob", 3072, (10, 20), 5),
     DemoItem("rsv-platform-uks", "archive", "AzureStorageJob", 1024, (1, 3), 6, container="stplatformarchive"),
+    DemoItem("rsv-prod-weu", "vm-erp-old-01", "AzureIaaSVMJob", 40960, (30, 60), 2, history=False),
+    DemoItem("rsv-platform-uks", "vm-reporting-01", "AzureIaaSVMJobV2", 6144, (15, 25), 7, history=False),
 )
 FAILING_ITEM = "vm-sql-01"  # its latest backup failed when the demo starts
 WARNING_ITEM = "laptop-ceo"  # its latest backup completed with warnings
-RETIRED_ITEM = "vm-legacy-01"  # backups stopped, its data deleted two days ago
+RETIRED_ITEM = "vm-legacy-01"  # backups stopped, its data deleted two days ago: soft-deleted, still listed
 MARATHON_ITEM = "vm-files-01"  # an initial backup that started 26 hours ago and is still running
+STOPPED_ITEM = "vm-erp-old-01"  # protection stopped 40 days ago, its recovery points retained; no jobs
+STALE_ITEM = "vm-reporting-01"  # still protected, but its only (and last) backup ran 9 days ago
+STALE_AGE = timedelta(days=9)
+STOPPED_AGE = timedelta(days=40)
 SPEC_CASED_VAULT = "rsv-platform-uks"  # its job ids use '/Subscriptions/', as in the spec examples
 _KEEP_LATEST = frozenset({FAILING_ITEM, WARNING_ITEM})
+_NOT_SCHEDULED = frozenset({RETIRED_ITEM, STOPPED_ITEM, STALE_ITEM})  # the simulator starts no job for these
+_INITIAL_STATES = {STOPPED_ITEM: "ProtectionStopped", RETIRED_ITEM: "ProtectionStopped", MARATHON_ITEM: "IRPending"}
+SUCCEEDED = ("Completed", "CompletedWithWarnings")
+# The protectedItemType of each job type's item; workload items depend on the workload.
+_ITEM_TYPES = {
+    "AzureIaaSVMJob": "Microsoft.Compute/virtualMachines", "AzureIaaSVMJobV2": "Microsoft.Compute/virtualMachines",
+    "AzureStorageJob": "AzureFileShareProtectedItem", "MabJob": "MabFileFolderProtectedItem",
+    "DpmJob": "DPMProtectedItem",
+}
+_WORKLOAD_ITEM_TYPES = {"SQLDataBase": "AzureVmWorkloadSQLDatabase",
+                        "SAPHanaDatabase": "AzureVmWorkloadSAPHanaDatabase"}
+# Backup policies of the vault-managed item types (MAB and DPM schedules live on their servers).
+_POLICIES = {"AzureIaaSVMJob": "DefaultPolicy", "AzureIaaSVMJobV2": "EnhancedPolicy",
+             "AzureStorageJob": "DailyFileShares", "AzureWorkloadJob": "DatabasesDaily"}
 
 
 def _guid(rng: random.Random) -> str:
@@ -134,6 +169,65 @@ def _running_tasks(item: DemoItem, operation: str, progress: float) -> list[tupl
 
 
 @dataclass
+class Protection:
+    """What Azure keeps on a protected item: its state and the outcome of its latest finished backup."""
+
+    state: str = "Protected"
+    last_status: str | None = None  # the latest finished Backup job's status; None: never backed up
+    last_time: str | None = None  # its endTime, copied so the item and the job agree to the tick
+    last_recovery_point: str | None = None  # endTime of the latest backup that succeeded
+    error: str | None = None  # the failure text of a failed latest backup
+    deleted_at: str | None = None  # soft-deleted: when its data was deleted
+
+    def record(self, job: Json) -> None:
+        """A Backup job finished: it becomes the item's latest backup."""
+        properties = job["properties"]
+        self.last_status, self.last_time = properties["status"], properties["endTime"]
+        errors = properties.get("errorDetails") or [{}]
+        self.error = errors[0].get("errorString") if self.last_status == "Failed" else None
+        if self.last_status in SUCCEEDED:
+            self.last_recovery_point = self.last_time
+            if self.state == "IRPending":
+                self.state = "Protected"  # the initial backup is done
+
+
+def protected_item(vault: FakeVault, item: DemoItem, protection: Protection) -> Json:
+    """A demo item's protected item as the fake serves it, in the words its type uses for the outcome."""
+    resource = make_protected_item(
+        vault=vault, friendly_name=item.name, item_type=_item_type(item),
+        last_backup_status=_status_word(item, protection.last_status), last_backup_time=protection.last_time,
+        last_recovery_point=protection.last_recovery_point, health_status=_health(item, protection),
+        protection_state=protection.state,
+        policy=None if protection.state == "ProtectionStopped" else _POLICIES.get(item.job_type),
+        container=item.container, workload_type=item.workload_type, last_backup_error=protection.error)
+    if protection.deleted_at:
+        resource["properties"].update(isScheduledForDeferredDelete=True, deferredDeleteTimeInUTC=protection.deleted_at)
+    if vault.name == SPEC_CASED_VAULT:
+        resource["id"] = resource["id"].replace("/subscriptions/", "/Subscriptions/", 1)
+    return resource
+
+
+def _item_type(item: DemoItem) -> str:
+    if item.job_type == "AzureWorkloadJob":
+        return _WORKLOAD_ITEM_TYPES[item.workload_type or "SQLDataBase"]
+    return _ITEM_TYPES[item.job_type]
+
+
+def _status_word(item: DemoItem, status: str | None) -> str | None:
+    """Workload items report a backup as Healthy/Unhealthy (the LastBackupStatus enum), the others as the job did."""
+    if status is None or item.job_type != "AzureWorkloadJob":
+        return status
+    return "Healthy" if status in SUCCEEDED else "Unhealthy"
+
+
+def _health(item: DemoItem, protection: Protection) -> str | None:
+    """healthStatus of Azure VM items; workload items derive protectedItemHealthStatus from the status word."""
+    if not item.is_iaas:
+        return None
+    return "ActionRequired" if protection.last_status == "Failed" else "Passed"
+
+
+@dataclass
 class _Running:
     """A job the simulator is driving."""
 
@@ -154,6 +248,7 @@ class _EstateBuilder:
     now: datetime
     estate: FakeEstate = field(default_factory=FakeEstate)
     subscriptions: list[str] = field(default_factory=list)
+    protections: dict[str, Protection] = field(default_factory=dict)  # item name -> its protected item's state
 
     def build(self) -> list[_Running]:
         self.subscriptions = [_guid(self.rng), _guid(self.rng)]
@@ -165,7 +260,9 @@ class _EstateBuilder:
             if item.history:
                 self._daily_history(item)
         self._special_jobs()
-        return self._running_at_start()
+        running = self._running_at_start()
+        self._protect_items()
+        return running
 
     def add(self, item: DemoItem, *, operation: str, status: str, start: datetime, end: datetime | None,
             size: str | None = None, tasks: list[tuple[str, str]] | None = None, job_id: str | None = None,
@@ -218,6 +315,10 @@ class _EstateBuilder:
         cmk_start = self.now - 4 * day + timedelta(hours=9)
         self.add(vault_item, operation="UpdateCustomerManagedKey", status="Completed", start=cmk_start,
                  end=cmk_start + timedelta(seconds=12.4))
+        stale = items[STALE_ITEM]
+        stale_end = self.now - STALE_AGE  # older than the exporter's default 7-day lookback: no job series for it
+        self.add(stale, operation="Backup", status="Completed", start=stale_end - timedelta(minutes=21),
+                 end=stale_end, size=_size(self.rng, stale), tasks=_finished_tasks(stale, "Backup", "Completed"))
 
     def _running_at_start(self) -> list[_Running]:
         """The marathon initial backup (always running) and one ordinary backup due to finish soon."""
@@ -227,7 +328,8 @@ class _EstateBuilder:
                  end=started - timedelta(minutes=1, seconds=29))
         marathon_id = self.add(marathon, operation="Backup", status="InProgress", start=started, end=None,
                                tasks=_running_tasks(marathon, "Backup", 0.5))
-        ordinary = self.rng.choice([item for item in ITEMS if item.history and item.name not in _KEEP_LATEST])
+        ordinary = self.rng.choice([item for item in ITEMS
+                                    if item.history and item.name not in _KEEP_LATEST | _NOT_SCHEDULED])
         ordinary_start = self.now - timedelta(seconds=self.rng.uniform(3, 10))
         ordinary_id = self.add(ordinary, operation="Backup", status="InProgress", start=ordinary_start, end=None,
                                tasks=_running_tasks(ordinary, "Backup", 0.0))
@@ -235,6 +337,30 @@ class _EstateBuilder:
             _Running(marathon.vault, marathon_id, marathon, "Backup", started, endless=True),
             _Running(ordinary.vault, ordinary_id, ordinary, "Backup", ordinary_start),
         ]
+
+    def _protect_items(self) -> None:
+        """Give every item its protected item, as its finished backups left it."""
+        for item in ITEMS:
+            protection = Protection(state=_INITIAL_STATES.get(item.name, "Protected"))
+            for job in sorted(self._jobs_of(item, "Backup"), key=_started):
+                if "endTime" in job["properties"]:
+                    protection.record(job)
+            self._special_protection(item, protection)
+            self.protections[item.name] = protection
+            self.estate.add_item(item.vault, protected_item(self.estate.vault(item.vault), item, protection))
+
+    def _special_protection(self, item: DemoItem, protection: Protection) -> None:
+        if item.name == STOPPED_ITEM:  # its jobs are long gone; Azure still knows its last backup
+            stopped = azure_time(self.now - STOPPED_AGE)
+            protection.last_status, protection.last_time, protection.last_recovery_point = "Completed", stopped, stopped
+        if item.name == RETIRED_ITEM:  # soft-deleted: the deleted data is kept for a while
+            deleted = self._jobs_of(item, "DeleteBackupData")[0]
+            protection.deleted_at = deleted["properties"]["endTime"]
+
+    def _jobs_of(self, item: DemoItem, operation: str) -> list[Json]:
+        return [job for job in self.estate.jobs(item.vault)
+                if (job["properties"].get("entityFriendlyName"), job["properties"].get("operation"))
+                == (item.name, operation)]
 
 
 def build_job(vault: FakeVault, item: DemoItem, job_id: str, *, operation: str, status: str, start: datetime,
@@ -253,10 +379,12 @@ class JobSimulator:
     """Keeps the estate alive: starts jobs, advances running ones, finishes them. Stoppable daemon thread."""
 
     def __init__(self, estate: FakeEstate, rng: random.Random, running: list[_Running], *, speed: float = 1.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 protections: dict[str, Protection] | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.estate = estate
+        self.protections = protections if protections is not None else {}  # items whose protected item it keeps
         self.rng = rng
         self.speed = speed
         self.clock = clock
@@ -321,23 +449,35 @@ class JobSimulator:
 
     def _finish(self, job: _Running, now: datetime) -> None:
         status = self.rng.choices(FINISHED, weights=FINISH_WEIGHTS)[0]
-        succeeded = status in ("Completed", "CompletedWithWarnings") and job.operation == "Backup"
-        self._store(job, status=status, end=now, now=now,
-                    tasks=_finished_tasks(job.item, job.operation, status),
-                    size=_size(self.rng, job.item) if succeeded else None,
-                    error=ERRORS.get(job.item.job_type) if status == "Failed" else None)
+        succeeded = status in SUCCEEDED and job.operation == "Backup"
+        with self.estate.lock:  # a reader sees the finished job and its protected item change together
+            stored = self._store(job, status=status, end=now, now=now,
+                                 tasks=_finished_tasks(job.item, job.operation, status),
+                                 size=_size(self.rng, job.item) if succeeded else None,
+                                 error=ERRORS.get(job.item.job_type) if status == "Failed" else None)
+            if job.operation == "Backup":
+                self._record_backup(job.item, stored)
         self.running.remove(job)
         self.finished_count += 1
 
+    def _record_backup(self, item: DemoItem, job: Json) -> None:
+        """Azure updates the protected item when its backup finishes; so does the demo."""
+        protection = self.protections.get(item.name)
+        if protection is None:
+            return
+        protection.record(job)
+        self.estate.add_item(item.vault, protected_item(self.estate.vault(item.vault), item, protection))
+
     def _store(self, job: _Running, *, status: str, end: datetime | None, now: datetime,
-               tasks: list[tuple[str, str]] | None, size: str | None = None, error: str | None = None) -> None:
+               tasks: list[tuple[str, str]] | None, size: str | None = None, error: str | None = None) -> Json:
         vault = self.estate.vault(job.vault)
-        self.estate.add_job(job.vault, build_job(vault, job.item, job.job_id, operation=job.operation,
-                                                 status=status, start=job.started, end=end, size=size,
-                                                 tasks=tasks, error=error, now=now))
+        built = build_job(vault, job.item, job.job_id, operation=job.operation, status=status, start=job.started,
+                          end=end, size=size, tasks=tasks, error=error, now=now)
+        self.estate.add_job(job.vault, built)
+        return built
 
     def _start_new(self, now: datetime) -> None:
-        busy = {job.item.name for job in self.running} | {RETIRED_ITEM}
+        busy = {job.item.name for job in self.running} | _NOT_SCHEDULED
         if now < self._untouched_until:
             busy |= _KEEP_LATEST
         idle = [item for item in ITEMS if item.name not in busy]
@@ -404,10 +544,10 @@ def start_demo(seed: int = 7, speed: float = 1.0) -> DemoEnvironment:
     rng = random.Random(seed)
     builder = _EstateBuilder(rng, datetime.now(UTC))
     running = builder.build()
-    simulator = JobSimulator(builder.estate, rng, running, speed=speed)
+    simulator = JobSimulator(builder.estate, rng, running, speed=speed, protections=builder.protections)
     arm = FakeArm(builder.estate, latency=0.02, ratelimit_refill=25.0).start()
     simulator.start()
     vault_ids = [vault.id for vault in builder.estate.vaults]
-    log.info("demo: simulated Azure estate on %s (%d vaults, %d subscriptions); all data is fake",
-             arm.url, len(vault_ids), len(builder.subscriptions))
+    log.info("demo: simulated Azure estate on %s (%d vaults, %d subscriptions, %d protected items); all data is fake",
+             arm.url, len(vault_ids), len(builder.subscriptions), len(builder.protections))
     return DemoEnvironment(arm, builder.estate, simulator, builder.subscriptions, vault_ids)

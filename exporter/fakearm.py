@@ -3,14 +3,17 @@
 It stands in for the parts of Azure the exporter talks to, and behaves like the real service
 where the real service is awkward (see the real payloads in tests/fixtures/azure):
 
-* Recovery Services vault list and GET, backupJobs LIST and GET, each behind a bearer token
-  and a required ``api-version``, with ARM's error bodies and headers.
-* LIST pages hold at most ``page_size`` jobs, newest first, never with ``extendedInfo``.
-  ``nextLink`` reproduces the real quirks: an older api-version (2017-07-01), the ``$filter``
-  re-encoded the .NET way, and a URL-encoded XML ``$skiptoken``. A token that was altered or
-  encoded twice is refused, so a client that mangles it is caught.
-* ``$filter`` with ``eq`` clauses joined by ``and``, dates in the service's
-  ``yyyy-MM-dd hh:mm:ss tt`` UTC form.
+* Recovery Services vault list and GET, backupJobs LIST and GET, backupProtectedItems LIST, each
+  behind a bearer token and a required ``api-version``, with ARM's error bodies and headers.
+* LIST pages hold at most ``page_size`` entries: jobs newest first, never with ``extendedInfo``;
+  protected items by name. ``nextLink`` reproduces the real quirks: an older api-version (2017-07-01),
+  the ``$filter`` re-encoded the .NET way, and a URL-encoded XML ``$skiptoken``. A token that was
+  altered, encoded twice or issued for another vault or list is refused, so a client that mangles it
+  is caught.
+* ``$filter`` with ``eq`` clauses joined by ``and``: for jobs, dates in the service's
+  ``yyyy-MM-dd hh:mm:ss tt`` UTC form; for protected items, ``backupManagementType`` and ``itemType``.
+* Protected items of every type in their real shape (make_protected_item), each field where that
+  type really has it.
 * Faults per vault (error status, throttling, slow replies, broken JSON, an off-host nextLink)
   and for the token endpoint, optionally for the next N requests only.
 * The App Service flavour of the managed-identity endpoint, which azure-identity uses when
@@ -47,6 +50,7 @@ Json = dict[str, Any]
 
 VAULT_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults"
 JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
+PROTECTED_ITEM_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems"
 NEXT_LINK_API_VERSION = "2017-07-01"  # what the real service puts into nextLink, whatever the request used
 IDENTITY_API_VERSION = "2019-08-01"
 RATELIMIT_CAPACITY = 250  # ARM's per-principal read bucket
@@ -85,6 +89,10 @@ JOB_OPERATIONS = ("Invalid", "Register", "UnRegister", "ConfigureBackup", "Backu
                   "DeleteBackupData", "CrossRegionRestore", "Undelete", "UpdateCustomerManagedKey")
 BACKUP_MANAGEMENT_TYPES = ("Invalid", "AzureIaasVM", "MAB", "DPM", "AzureBackupServer", "AzureSql",
                            "AzureStorage", "AzureWorkload", "DefaultBackup")
+# DataSourceType, the values of a protected-items $filter's itemType (it selects on workloadType).
+ITEM_TYPES = ("Invalid", "VM", "FileFolder", "AzureSqlDb", "SQLDB", "Exchange", "Sharepoint", "VMwareVM",
+              "SystemState", "Client", "GenericDataSource", "SQLDataBase", "AzureFileShare", "SAPHanaDatabase",
+              "SAPAseDatabase", "SAPHanaDBInstance")
 
 # Message texts of real error bodies (tests/fixtures/azure/arm-errors; a test checks they still match).
 GATEWAY_NOT_FOUND_MESSAGE = ("The Resource '{resource_type}/{name}' under resource group '{resource_group}' was not "
@@ -101,8 +109,9 @@ FAKE_PRINCIPAL_ID = "5f1c2a8e-0d3b-4c7a-9e61-2b8d4f0a7c13"  # the "managed ident
 
 FaultKind = Literal["status", "throttle", "timeout", "malformed", "offhost_nextlink"]
 FAULT_KINDS: tuple[str, ...] = ("status", "throttle", "timeout", "malformed", "offhost_nextlink")
-# Requests a vault fault can apply to; "jobs_next_page" is a LIST that follows a nextLink.
-FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get"})
+# Requests a vault fault can apply to; "*_next_page" is a LIST that follows a nextLink.
+FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get", "items_list",
+                              "items_next_page"})
 
 
 # --- Azure's value formats ------------------------------------------------------------------------
@@ -232,6 +241,7 @@ class FakeVault:
     name: str
     location: str = "westeurope"
     jobs: dict[str, Json] = field(default_factory=dict)  # job GUID -> JobResource as GET returns it
+    items: dict[str, Json] = field(default_factory=dict)  # resource name -> ProtectedItemResource as listed
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -279,7 +289,8 @@ class VaultList:
 
 
 class FakeEstate:
-    """Vaults and their jobs. One lock: tests and the demo simulator mutate it while the server reads."""
+    """Vaults, their jobs and their protected items. One lock: tests and the demo simulator mutate it while
+    the server reads."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -353,12 +364,7 @@ class FakeEstate:
             stored = self._stored_job(vault_name, job_id)
             if stored is None:
                 raise KeyError(f"no job {job_id!r} in vault {vault_name!r}")
-            target = stored["properties"]
-            for key, value in properties.items():
-                if value is None:
-                    target.pop(key, None)
-                else:
-                    target[key] = copy.deepcopy(value)
+            _merge(stored["properties"], properties)
 
     def remove_job(self, vault_name: str, job_id: str) -> None:
         with self.lock:
@@ -379,9 +385,69 @@ class FakeEstate:
 
     def _stored_job(self, vault_name: str, job_id: str) -> Json | None:
         jobs = self.vault(vault_name).jobs
-        if job_id in jobs:
-            return jobs[job_id]
-        return next((job for key, job in jobs.items() if key.lower() == job_id.lower()), None)
+        key = _find_key(jobs, job_id)
+        return jobs[key] if key is not None else None
+
+    # -- protected items --
+
+    def add_item(self, vault_name: str, item: Mapping[str, Any]) -> None:
+        """Store a ProtectedItemResource (as the list returns it); one with the same name, in any case, is replaced."""
+        name = item.get("name")
+        if not isinstance(name, str) or not isinstance(item.get("properties"), Mapping):
+            raise ValueError("a protected item needs a 'name' and 'properties'")
+        with self.lock:
+            items = self.vault(vault_name).items
+            existing = _find_key(items, name)
+            if existing is not None:
+                del items[existing]
+            items[name] = copy.deepcopy(dict(item))
+
+    def update_item(self, vault_name: str, name: str, **properties: Any) -> None:
+        """Merge into the item's properties; a value of None removes that property (e.g. lastRecoveryPoint)."""
+        with self.lock:
+            stored = self._stored_item(vault_name, name)
+            if stored is None:
+                raise KeyError(f"no protected item {name!r} in vault {vault_name!r}")
+            _merge(stored["properties"], properties)
+
+    def remove_item(self, vault_name: str, name: str) -> None:
+        """The item is gone (protection removed and its data deleted for good)."""
+        with self.lock:
+            items = self.vault(vault_name).items
+            key = _find_key(items, name)
+            if key is not None:
+                del items[key]
+
+    def item(self, vault_name: str, name: str) -> Json | None:
+        """A copy of one protected item, looked up case-insensitively by its resource name, or None."""
+        with self.lock:
+            stored = self._stored_item(vault_name, name)
+            return copy.deepcopy(stored) if stored is not None else None
+
+    def items(self, vault_name: str) -> list[Json]:
+        """Copies of every protected item of a vault."""
+        with self.lock:
+            return copy.deepcopy(list(self.vault(vault_name).items.values()))
+
+    def _stored_item(self, vault_name: str, name: str) -> Json | None:
+        items = self.vault(vault_name).items
+        key = _find_key(items, name)
+        return items[key] if key is not None else None
+
+
+def _find_key(entries: Mapping[str, Any], name: str) -> str | None:
+    """The stored key for a name, exact first, else case-insensitive like ARM's resource names."""
+    if name in entries:
+        return name
+    return next((key for key in entries if key.lower() == name.lower()), None)
+
+
+def _merge(target: Json, properties: Mapping[str, Any]) -> None:
+    for key, value in properties.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 # --- job payloads ---------------------------------------------------------------------------------
@@ -594,6 +660,318 @@ def _vault_job_properties(spec: _JobSpec) -> Json:
     }
 
 
+# --- protected-item payloads ----------------------------------------------------------------------
+#
+# Field placement per type follows bms.json (as generated into bicep-types-az types.md, 2025-08-01);
+# key order and the values Azure fills in follow real list/GET responses recorded by the Azure CLI
+# (tests/fixtures/azure/PROVENANCE.md). What no capture shows is marked illustrative.
+
+Timestamp = datetime | str  # a str must already be an Azure timestamp and is copied as-is (e.g. a job's endTime)
+
+# Model names in the spec -> the protectedItemType discriminator on the wire. Either form is accepted.
+PROTECTED_ITEM_TYPES: dict[str, str] = {
+    "AzureIaaSVMProtectedItem": "Microsoft.Compute/virtualMachines",  # abstract in the spec; ARM VMs are this
+    "AzureIaaSComputeVMProtectedItem": "Microsoft.Compute/virtualMachines",
+    "AzureIaaSClassicComputeVMProtectedItem": "Microsoft.ClassicCompute/virtualMachines",
+    "AzureFileshareProtectedItem": "AzureFileShareProtectedItem",
+    "AzureVmWorkloadSQLDatabaseProtectedItem": "AzureVmWorkloadSQLDatabase",
+    "AzureVmWorkloadSAPHanaDatabaseProtectedItem": "AzureVmWorkloadSAPHanaDatabase",
+    "AzureVmWorkloadSAPAseDatabaseProtectedItem": "AzureVmWorkloadSAPAseDatabase",
+    "AzureVmWorkloadSAPHanaDBInstanceProtectedItem": "AzureVmWorkloadSAPHanaDBInstance",
+    "MabFileFolderProtectedItem": "MabFileFolderProtectedItem",
+    "DPMProtectedItem": "DPMProtectedItem",
+    "GenericProtectedItem": "GenericProtectedItem",
+    "AzureSqlProtectedItem": "Microsoft.Sql/servers/databases",
+}
+# An Azure VM item that has never been backed up carries this instead of no lastBackupTime, with a
+# lastBackupStatus of "" (azure-cli recording, api-version 2020-10-01). A client must not read it as a backup.
+NEVER_BACKED_UP = "2001-01-01T00:00:00Z"
+# Workload items show a failed backup in lastBackupErrorDetail; code and recommendation are the recorded ones.
+_WORKLOAD_ERROR_CODE = "CloudInternalError"
+_WORKLOAD_RECOMMENDATION = ("Wait for a few minutes and then try the operation again. If the issue persists, "
+                            "please contact Microsoft support.")
+# (workloadType, parentName, parentType) per workload item type; a None parent is the item's own name
+# (a SAP system's SID). Only the SQL row is recorded, the SAP ones are illustrative.
+_WORKLOAD_KINDS: dict[str, tuple[str, str | None, str]] = {
+    "AzureVmWorkloadSQLDatabase": ("SQLDataBase", "MSSQLSERVER", "AzureVmWorkloadSQLInstance"),
+    "AzureVmWorkloadSAPHanaDatabase": ("SAPHanaDatabase", None, "AzureVmWorkloadSAPHanaSystem"),
+    "AzureVmWorkloadSAPAseDatabase": ("SAPAseDatabase", None, "AzureVmWorkloadSAPAseSystem"),
+    "AzureVmWorkloadSAPHanaDBInstance": ("SAPHanaDBInstance", None, "AzureVmWorkloadSAPHanaSystem"),
+}
+_NETBIOS_LENGTH = 15  # the recorded serverName is the VM name cut to its NetBIOS form
+
+
+@dataclass(frozen=True)
+class _ItemSpec:
+    vault: FakeVault
+    item_type: str  # the protectedItemType discriminator
+    friendly_name: str
+    host: str  # what the item lives on: VM, storage account, computer or DPM server
+    container_name: str | None  # Azure's whole containerName, when the caller gave one
+    management_type: str | None
+    workload_type: str | None
+    last_backup_status: str | None
+    last_backup_time: str | None
+    last_recovery_point: str | None
+    health_status: str | None
+    protection_state: str
+    policy: str | None
+    source_resource_id: str | None
+    last_backup_error: str | None
+
+    @property
+    def policy_id(self) -> str | None:
+        return f"{self.vault.id}/backupPolicies/{self.policy}" if self.policy else None
+
+    @property
+    def failed(self) -> bool:
+        return self.last_backup_status in ("Failed", "Unhealthy") or self.health_status in ("ActionRequired",
+                                                                                              "Unhealthy")
+
+    def digits(self, what: str) -> str:
+        """A stable decimal id (protectedItemDataId and the like), as long as the recorded ones."""
+        seed = f"{self.vault.id}/{self.friendly_name}/{what}".lower().encode()
+        return str(int.from_bytes(hashlib.sha256(seed).digest()[:8]) % 10**19)
+
+    def compute_id(self, provider: str = "Microsoft.Compute") -> str:
+        return (f"/subscriptions/{self.vault.subscription_id}/resourceGroups/{self.vault.resource_group}"
+                f"/providers/{provider}/virtualMachines/{self.host}")
+
+
+@dataclass(frozen=True)
+class _ItemFamily:
+    """How one group of protected-item types names itself and lays out its properties."""
+
+    management_type: str | None
+    workload_type: str | None
+    naming: Callable[[_ItemSpec], tuple[str, str, str]]  # -> (container in the id, containerName, item name)
+    properties: Callable[[_ItemSpec], Json]  # the type's own properties, which come before the common ones
+    source: Callable[[_ItemSpec], str | None] = lambda spec: spec.source_resource_id
+    policy_name: bool = False  # only Azure VM items were seen with policyName
+    archive_flag: bool = False  # isArchiveEnabled: seen on VM, file-share and workload items
+
+
+def make_protected_item(*, vault: FakeVault, friendly_name: str, item_type: str = "AzureIaaSVMProtectedItem",
+                        backup_management_type: str | None = None, last_backup_status: str | None = None,
+                        last_backup_time: Timestamp | None = None, last_recovery_point: Timestamp | None = None,
+                        health_status: str | None = None, protection_state: str = "Protected",
+                        policy: str | None = None, container: str | None = None,
+                        source_resource_id: str | None = None, workload_type: str | None = None,
+                        last_backup_error: str | None = None) -> Json:
+    """A ProtectedItemResource in the real shape of its type, as the protected-items list returns it.
+
+    item_type: a spec model name (AzureIaaSVMProtectedItem, AzureFileshareProtectedItem, ...) or the wire's
+    protectedItemType (Microsoft.Compute/virtualMachines, AzureVmWorkloadSQLDatabase, ...); anything else is
+    an unknown future type with the common fields only. Values land only where the type has a field:
+    health_status is healthStatus on VM items, protectedItemHealthStatus on workload items and nowhere
+    else; DPM items keep lastBackupStatus in extendedInfo and have no lastBackupTime. container is the host
+    (VM, storage account, computer, DPM server; default friendly_name) or, with a ';', Azure's whole
+    containerName. Timestamps are datetimes or Azure timestamp strings, copied as-is. Left as None, the
+    last-backup fields read as Azure shows a never-backed-up item of that type.
+    """
+    wire_type = PROTECTED_ITEM_TYPES.get(item_type, item_type)
+    family = _ITEM_FAMILIES.get(wire_type, _GENERIC_FAMILY)
+    whole_container = container if container and ";" in container else None
+    spec = _ItemSpec(
+        vault=vault, item_type=wire_type, friendly_name=friendly_name,
+        host=container if container and not whole_container else friendly_name, container_name=whole_container,
+        management_type=backup_management_type or family.management_type,
+        workload_type=workload_type or _default_workload_type(wire_type, family),
+        last_backup_status=last_backup_status, last_backup_time=_timestamp(last_backup_time),
+        last_recovery_point=_timestamp(last_recovery_point), health_status=health_status,
+        protection_state=protection_state, policy=policy, source_resource_id=source_resource_id,
+        last_backup_error=last_backup_error)
+    segment, container_name, name = family.naming(spec)
+    properties = {**family.properties(spec), **_common_item_properties(spec, family, container_name)}
+    return {"id": f"{vault.id}/backupFabrics/Azure/protectionContainers/{segment}/protectedItems/{name}",
+            "name": name, "type": PROTECTED_ITEM_RESOURCE_TYPE, "properties": properties}
+
+
+def _timestamp(value: Timestamp | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parse_azure_time(value)  # refuse what Azure would never send
+        return value
+    return format_ticks(to_ticks(value))
+
+
+def _default_workload_type(wire_type: str, family: _ItemFamily) -> str | None:
+    kind = _WORKLOAD_KINDS.get(wire_type)
+    return kind[0] if kind else family.workload_type
+
+
+def _common_item_properties(spec: _ItemSpec, family: _ItemFamily, container_name: str) -> Json:
+    """ProtectedItem's own fields, after the type's, in the order the recordings show them."""
+    properties: Json = {"protectedItemType": spec.item_type}
+    if spec.management_type:
+        properties["backupManagementType"] = spec.management_type
+    if spec.workload_type:
+        properties["workloadType"] = spec.workload_type
+    properties["containerName"] = container_name
+    source = family.source(spec)
+    if source:
+        properties["sourceResourceId"] = source
+    if spec.policy_id:
+        properties["policyId"] = spec.policy_id
+    if spec.last_recovery_point:
+        properties["lastRecoveryPoint"] = spec.last_recovery_point  # not in a recording: its place is a guess
+    if spec.policy and family.policy_name:
+        properties["policyName"] = spec.policy
+    if family.archive_flag:
+        properties["isArchiveEnabled"] = False
+    return properties
+
+
+def _protection_status(spec: _ItemSpec) -> str:
+    # Only "Healthy" was recorded; "Unhealthy" for a failing item is illustrative.
+    return "Unhealthy" if spec.failed else "Healthy"
+
+
+def _optional(**fields: Any) -> Json:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+# Azure VMs
+
+
+def _vm_naming(spec: _ItemSpec) -> tuple[str, str, str]:
+    classic = spec.item_type == "Microsoft.ClassicCompute/virtualMachines"
+    container = spec.container_name or (f"iaasvmcontainer;{spec.host};{spec.host}" if classic
+                                        else f"iaasvmcontainerv2;{spec.vault.resource_group};{spec.host}")
+    return f"IaasVMContainer;{container}", container, f"VM;{container}"
+
+
+def _vm_source(spec: _ItemSpec) -> str:
+    classic = spec.item_type == "Microsoft.ClassicCompute/virtualMachines"
+    return spec.source_resource_id or spec.compute_id("Microsoft.ClassicCompute" if classic else "Microsoft.Compute")
+
+
+def _item_vm_properties(spec: _ItemSpec) -> Json:
+    health = spec.health_status or "Passed"
+    properties: Json = {"kpisHealths": {}, "friendlyName": spec.friendly_name, "virtualMachineId": _vm_source(spec),
+                        "protectionStatus": _protection_status(spec), "protectionState": spec.protection_state,
+                        "healthStatus": health}
+    if spec.last_backup_error:  # AzureIaaSVMHealthDetails; code and title are illustrative
+        properties["healthDetails"] = [{"code": _ILLUSTRATIVE_ERROR_CODE, "title": "BackupFailed",
+                                        "message": spec.last_backup_error, "recommendations": [_RECOMMENDATION]}]
+    properties["lastBackupStatus"] = spec.last_backup_status if spec.last_backup_status is not None else ""
+    properties["lastBackupTime"] = spec.last_backup_time or NEVER_BACKED_UP
+    properties["protectedItemDataId"] = spec.digits("data")
+    return properties
+
+
+# Azure file shares
+
+
+def _file_share_naming(spec: _ItemSpec) -> tuple[str, str, str]:
+    container = spec.container_name or f"StorageContainer;storage;{spec.vault.resource_group};{spec.host}"
+    # The recorded names carry a 64-hex-digit hash where the share's name would be.
+    share_hash = hashlib.sha256(f"{container}/{spec.friendly_name}".lower().encode()).hexdigest()
+    return container, container, f"AzureFileShare;{share_hash}"
+
+
+def _file_share_source(spec: _ItemSpec) -> str:
+    # "Microsoft.storage" in lower case is what the recording shows.
+    return spec.source_resource_id or (f"/subscriptions/{spec.vault.subscription_id}/resourceGroups/"
+                                       f"{spec.vault.resource_group}/providers/Microsoft.storage/storageAccounts/"
+                                       f"{spec.host}")
+
+
+def _item_file_share_properties(spec: _ItemSpec) -> Json:
+    # AzureFileshareProtectedItem has no health field; a never-backed-up share reads "IRPending".
+    status = spec.last_backup_status if spec.last_backup_status is not None else "IRPending"
+    return {"kpisHealths": {}, "friendlyName": spec.friendly_name, "protectionStatus": _protection_status(spec),
+            "protectionState": spec.protection_state, "lastBackupStatus": status,
+            **_optional(lastBackupTime=spec.last_backup_time)}
+
+
+# Databases in Azure VMs (SQL, SAP HANA, SAP ASE)
+
+
+def _workload_parent(spec: _ItemSpec) -> tuple[str, str]:
+    _, parent, parent_type = _WORKLOAD_KINDS.get(spec.item_type, ("", None, "AzureVmWorkloadSQLInstance"))
+    return parent or spec.friendly_name.upper(), parent_type
+
+
+def _workload_naming(spec: _ItemSpec) -> tuple[str, str, str]:
+    container = spec.container_name or f"VMAppContainer;compute;{spec.vault.resource_group};{spec.host}"
+    parent, _ = _workload_parent(spec)
+    return container, container, f"{spec.workload_type};{parent.lower()};{spec.friendly_name.lower()}"
+
+
+def _item_workload_properties(spec: _ItemSpec) -> Json:
+    # lastBackupStatus and protectedItemHealthStatus use the LastBackupStatus/HealthStatus enums
+    # (Healthy, Unhealthy, IRPending, ...), not a job status.
+    status = spec.last_backup_status if spec.last_backup_status is not None else "IRPending"
+    health = spec.health_status or (status if status in ("Healthy", "Unhealthy", "IRPending") else "Healthy")
+    parent, parent_type = _workload_parent(spec)
+    properties: Json = {"kpisHealths": {}, "friendlyName": spec.friendly_name,
+                        "serverName": spec.host[:_NETBIOS_LENGTH], "parentName": parent, "parentType": parent_type,
+                        "protectionStatus": _protection_status(spec), "protectionState": spec.protection_state,
+                        "lastBackupStatus": status, **_optional(lastBackupTime=spec.last_backup_time)}
+    if spec.last_backup_error:
+        properties["lastBackupErrorDetail"] = {"code": _WORKLOAD_ERROR_CODE, "message": spec.last_backup_error,
+                                               "recommendations": [_WORKLOAD_RECOMMENDATION]}
+    extended: Json = {"recoveryPointCount": 1 if spec.last_recovery_point else 0, "policyState": "Consistent"}
+    if spec.item_type == "AzureVmWorkloadSQLDatabase":
+        extended["recoveryModel"] = "SIMPLE"
+    properties.update(protectedItemDataSourceId=spec.digits("datasource"), protectedItemHealthStatus=health,
+                      extendedInfo=extended)
+    return properties
+
+
+# Azure Backup agent (MARS) files and folders, and DPM / Azure Backup Server (no recording: spec only)
+
+
+def _host_naming(prefix: str) -> Callable[[_ItemSpec], tuple[str, str, str]]:
+    def naming(spec: _ItemSpec) -> tuple[str, str, str]:
+        container = spec.container_name or spec.host
+        kind = spec.workload_type or prefix
+        return container, container, f"{kind};{spec.friendly_name.replace(chr(92), ';')}"
+    return naming
+
+
+def _item_mab_properties(spec: _ItemSpec) -> Json:
+    return {"friendlyName": spec.friendly_name, "computerName": spec.host,
+            **_optional(lastBackupStatus=spec.last_backup_status, lastBackupTime=spec.last_backup_time),
+            "protectionState": spec.protection_state,
+            "extendedInfo": {"recoveryPointCount": 1 if spec.last_recovery_point else 0}}
+
+
+def _item_dpm_properties(spec: _ItemSpec) -> Json:
+    # DPMProtectedItem has no lastBackupTime at all, and its lastBackupStatus lives in extendedInfo.
+    extended: Json = {"protected": True, "isPresentOnCloud": True,
+                      **_optional(lastBackupStatus=spec.last_backup_status),
+                      "recoveryPointCount": 1 if spec.last_recovery_point else 0,
+                      "protectionGroupName": "Protection Group 1"}
+    return {"friendlyName": spec.friendly_name, "backupEngineName": spec.host,
+            "protectionState": spec.protection_state, "extendedInfo": extended}
+
+
+def _item_generic_properties(spec: _ItemSpec) -> Json:
+    """An unknown future type: the fields every current type with a last backup shares."""
+    return {"friendlyName": spec.friendly_name, "protectionState": spec.protection_state,
+            **_optional(healthStatus=spec.health_status, lastBackupStatus=spec.last_backup_status,
+                        lastBackupTime=spec.last_backup_time)}
+
+
+_VM_FAMILY = _ItemFamily("AzureIaasVM", "VM", _vm_naming, _item_vm_properties, _vm_source, policy_name=True,
+                         archive_flag=True)
+_WORKLOAD_FAMILY = _ItemFamily("AzureWorkload", None, _workload_naming, _item_workload_properties,
+                               lambda spec: spec.source_resource_id or spec.compute_id(), archive_flag=True)
+_GENERIC_FAMILY = _ItemFamily(None, None, _host_naming("Item"), _item_generic_properties)
+_ITEM_FAMILIES: dict[str, _ItemFamily] = {
+    "Microsoft.Compute/virtualMachines": _VM_FAMILY,
+    "Microsoft.ClassicCompute/virtualMachines": _VM_FAMILY,
+    "AzureFileShareProtectedItem": _ItemFamily("AzureStorage", "AzureFileShare", _file_share_naming,
+                                               _item_file_share_properties, _file_share_source, archive_flag=True),
+    **{wire_type: _WORKLOAD_FAMILY for wire_type in _WORKLOAD_KINDS},
+    "MabFileFolderProtectedItem": _ItemFamily("MAB", "FileFolder", _host_naming("FileFolder"), _item_mab_properties),
+    "DPMProtectedItem": _ItemFamily("DPM", "SQLDB", _host_naming("DPM"), _item_dpm_properties),
+}
+
+
 # --- $filter --------------------------------------------------------------------------------------
 
 class FilterError(ValueError):
@@ -632,13 +1010,18 @@ class JobFilter:
 
 def parse_job_filter(text: str) -> JobFilter:
     """Parse `field eq 'value' [and ...]` over the fields of JobQueryObject; FilterError otherwise."""
+    return _job_filter_from(_parse_clauses(text, _FILTER_FIELDS))
+
+
+def _parse_clauses(text: str, fields: Mapping[str, str]) -> dict[str, str]:
+    """`field eq 'value' [and ...]` -> {field: value}, fields named as in `fields` (lower-cased -> proper)."""
     clauses: dict[str, str] = {}
     position = 0
     while text.strip():
         clause = _CLAUSE.match(text, position)
         if not clause:
             raise FilterError(f"cannot parse $filter near {text[position:]!r}")
-        name = _FILTER_FIELDS.get(clause.group("field").lower())
+        name = fields.get(clause.group("field").lower())
         if name is None:
             raise FilterError(f"unknown $filter field {clause.group('field')!r}")
         if name in clauses:
@@ -651,7 +1034,7 @@ def parse_job_filter(text: str) -> JobFilter:
         if not joiner or joiner.end() == len(text):
             raise FilterError(f"expected 'and <clause>' in $filter near {text[position:]!r}")
         position = joiner.end()
-    return _job_filter_from(clauses)
+    return clauses
 
 
 def _job_filter_from(clauses: Mapping[str, str]) -> JobFilter:
@@ -673,6 +1056,37 @@ def _job_filter_from(clauses: Mapping[str, str]) -> JobFilter:
     return JobFilter(bounds.get("startTime"), bounds.get("endTime"), tuple(equals))
 
 
+# The fields of ProtectedItemQueryObject the fake models; itemType selects on the item's workloadType.
+_ITEM_FILTER_FIELDS = {name.lower(): name for name in
+                       ("backupManagementType", "itemType", "friendlyName", "policyName", "containerName")}
+_ITEM_FILTER_PROPERTIES = {"itemType": "workloadType"}
+_ITEM_FILTER_VALUE_SETS = {"backupManagementType": BACKUP_MANAGEMENT_TYPES, "itemType": ITEM_TYPES}
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """A parsed protected-items $filter: an item matches when every equality holds (case-insensitively)."""
+
+    equals: tuple[tuple[str, str], ...] = ()  # (item property, lower-cased value)
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        properties = item.get("properties", {})
+        return all(isinstance(properties.get(key), str) and properties[key].lower() == wanted
+                   for key, wanted in self.equals)
+
+
+def parse_item_filter(text: str) -> ItemFilter:
+    """Parse `backupManagementType eq '...' and itemType eq '...'` (and friendlyName, policyName,
+    containerName); FilterError for anything else, as for jobs."""
+    equals = []
+    for name, value in _parse_clauses(text, _ITEM_FILTER_FIELDS).items():
+        allowed = _ITEM_FILTER_VALUE_SETS.get(name)
+        if allowed and value.lower() not in {choice.lower() for choice in allowed}:
+            raise FilterError(f"{value!r} is not a valid {name}")
+        equals.append((_ITEM_FILTER_PROPERTIES.get(name, name), value.lower()))
+    return ItemFilter(tuple(equals))
+
+
 def _start_ticks(job: Mapping[str, Any]) -> int | None:
     started = job.get("properties", {}).get("startTime")
     try:
@@ -685,6 +1099,11 @@ def _page_position(job: Mapping[str, Any]) -> tuple[int, str]:
     """Where a job sits in the service's index: newest first (reverse ticks, as in the real row key), then id."""
     started = _start_ticks(job)
     return (_DOTNET_MAX_TICKS - started if started is not None else _DOTNET_MAX_TICKS, str(job.get("name", "")).lower())
+
+
+def _item_position(item: Mapping[str, Any]) -> tuple[int, str]:
+    """Protected items are listed by name (the real order is not captured; any stable one will do)."""
+    return (0, str(item.get("name", "")).lower())
 
 
 # --- faults and recorded requests -----------------------------------------------------------------
@@ -790,7 +1209,7 @@ class _Reply:
 
 @dataclass(frozen=True)
 class _Route:
-    operation: str  # vaults_list, vault_get, jobs_list, jobs_get
+    operation: str  # vaults_list, vault_get, jobs_list, jobs_get, items_list
     subscription_id: str
     resource_group: str = ""
     vault: str = ""
@@ -809,15 +1228,28 @@ class _Incoming:
 @dataclass(frozen=True)
 class _IssuedToken:
     vault_key: str
+    collection: str  # the LIST it continues, e.g. "backupJobs"
     filter: str
     position: tuple[int, str]
+
+
+@dataclass(frozen=True)
+class _Collection:
+    """A vault's paged LIST: what it holds, how $filter selects, in which order and how entries show."""
+
+    segment: str  # the LIST's path segment under the vault
+    entries: Callable[[FakeEstate, str], list[Json]]
+    parse_filter: Callable[[str], Callable[[Mapping[str, Any]], bool]]
+    position: Callable[[Mapping[str, Any]], tuple[int, str]]
+    row_key: Callable[[tuple[int, str]], str]  # the table row key inside the skiptoken
+    listed: Callable[[Json], Json]
 
 
 _VAULTS_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.RecoveryServices/vaults/?$",
                            re.IGNORECASE)
 _VAULT_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.RecoveryServices"
-    r"/vaults/(?P<vault>[^/]+)(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)?/?$",
+    r"/vaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)|(?P<items>/backupProtectedItems))?/?$",
     re.IGNORECASE,
 )
 _IDENTITY_PATH = "/msi/token"
@@ -835,6 +1267,8 @@ def _route(path: str) -> _Route | None:
         operation = "jobs_get"
     elif match.group("jobs"):
         operation = "jobs_list"
+    elif match.group("items"):
+        operation = "items_list"
     else:
         operation = "vault_get"
     return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "")
@@ -858,6 +1292,15 @@ def _strip_extended_info(job: Json) -> Json:
     """LIST never carries extendedInfo (azure-api.md 1.8)."""
     job["properties"].pop("extendedInfo", None)
     return job
+
+
+_JOBS = _Collection("backupJobs", FakeEstate.jobs, lambda text: parse_job_filter(text).matches, _page_position,
+                    lambda position: f"jobsstarttimeindex_0_{position[0]}_0_{position[1]}",
+                    _strip_extended_info)
+# No real protected-items nextLink was captured: the row key is illustrative, the rest is the jobs' quirk.
+_ITEMS = _Collection("backupProtectedItems", FakeEstate.items, lambda text: parse_item_filter(text).matches,
+                     _item_position, lambda position: f"protecteditemsnameindex_{position[1]}", lambda item: item)
+_COLLECTIONS = {"jobs_list": _JOBS, "items_list": _ITEMS}
 
 
 class FakeArm:
@@ -1085,15 +1528,17 @@ class FakeArm:
 
     def _check_api_version(self, route: _Route, params: Mapping[str, str]) -> _Reply | None:
         version = params["api-version"]
-        if route.operation == "jobs_list" and "$skiptoken" in params:
+        if route.operation in _COLLECTIONS and "$skiptoken" in params:
             return None  # follow-up pages: the nextLink's own (older) version, or whatever the client set
+        # backupJobs and backupProtectedItems belong to the same Backup resource provider and versions.
         supported = VAULTS_API_VERSIONS if route.operation in ("vaults_list", "vault_get") else JOBS_API_VERSIONS
         if version in supported:
             return None
+        resource_type = {"jobs": "vaults/backupJobs", "items": "vaults/backupProtectedItems"}.get(
+            route.operation.split("_")[0], "vaults")
         return _arm_error(400, "NoRegisteredProviderFound",
                           f"No registered resource provider found for API version '{version}' and type "
-                          f"'{'vaults/backupJobs' if route.operation.startswith('jobs') else 'vaults'}'. "
-                          f"The supported api-versions are '{', '.join(sorted(supported))}'.")
+                          f"'{resource_type}'. The supported api-versions are '{', '.join(sorted(supported))}'.")
 
     def _vault_list(self, route: _Route) -> _Reply:
         return _json_reply(200, {"value": [vault.resource() for vault in self.estate.vaults_in(route.subscription_id)]})
@@ -1106,8 +1551,8 @@ class FakeArm:
                                   f"Resource group '{route.resource_group}' could not be found.")
             return _gateway_not_found(route.vault, route.resource_group)
         operation = route.operation
-        if operation == "jobs_list" and "$skiptoken" in params:
-            operation = "jobs_next_page"
+        if operation in _COLLECTIONS and "$skiptoken" in params:
+            operation = operation.replace("_list", "_next_page")
         fault = self._take_fault(vault.name, operation)
         if fault is not None and fault.kind in ("status", "throttle"):
             return self._fault_reply(fault, vault, route)
@@ -1119,7 +1564,7 @@ class FakeArm:
         elif route.operation == "jobs_get":
             reply = self._job_details(vault, route.job_id)
         else:
-            reply = self._job_page(vault, params, next_link)
+            reply = self._list_page(vault, params, next_link, _COLLECTIONS[route.operation])
         if fault is not None and fault.kind == "malformed" and reply.status == 200:
             reply.body = reply.body[: max(1, len(reply.body) // 2)]  # a body cut off mid-JSON
         return reply
@@ -1138,12 +1583,12 @@ class FakeArm:
 
     def _default_message(self, code: str, vault: FakeVault, route: _Route) -> str:
         if code == "AuthorizationFailed":
-            jobs = route.operation != "vault_get"
             scope = f"{vault.id}/backupJobs/{route.job_id}" if route.job_id else vault.id
+            action = {"jobs": "Microsoft.RecoveryServices/Vaults/backupJobs/read",
+                      "items": "Microsoft.RecoveryServices/Vaults/backupProtectedItems/read"}.get(
+                route.operation.split("_")[0], "Microsoft.RecoveryServices/Vaults/read")
             return AUTHORIZATION_FAILED_MESSAGE.format(
-                client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, scope=scope,
-                action="Microsoft.RecoveryServices/Vaults/backupJobs/read" if jobs
-                else "Microsoft.RecoveryServices/Vaults/read")
+                client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, scope=scope, action=action)
         if code == JOB_NOT_FOUND_CODE:
             return JOB_NOT_FOUND_MESSAGE
         return (f"Encountered internal server error. Diagnostic information: timestamp "
@@ -1156,38 +1601,40 @@ class FakeArm:
             return _arm_error(404, JOB_NOT_FOUND_CODE, JOB_NOT_FOUND_MESSAGE)
         return _json_reply(200, job)
 
-    def _job_page(self, vault: FakeVault, params: Mapping[str, str], next_link_override: str | None) -> _Reply:
+    def _list_page(self, vault: FakeVault, params: Mapping[str, str], next_link_override: str | None,
+                   collection: _Collection) -> _Reply:
         raw_filter = params.get("$filter", "")
         try:
-            job_filter = parse_job_filter(raw_filter)
+            matches = collection.parse_filter(raw_filter)
         except FilterError as exc:
             return _invalid_input(str(exc))
-        first = (0, "")
+        first: tuple[int, str] = (0, "")
         if "$skiptoken" in params:
             issued = self._redeem(params["$skiptoken"])
-            if issued is None or issued.vault_key != vault.id.lower():
-                return _invalid_input("the $skiptoken was not issued for this vault, or it was altered "
+            if issued is None or (issued.vault_key, issued.collection) != (vault.id.lower(), collection.segment):
+                return _invalid_input("the $skiptoken was not issued for this vault and list, or it was altered "
                                       "(a nextLink must be followed byte for byte)")
             if issued.filter != raw_filter:
                 return _invalid_input("the $filter differs from the one the $skiptoken was issued for")
             first = issued.position
-        jobs = sorted((job for job in self.estate.jobs(vault.name) if job_filter.matches(job)), key=_page_position)
-        remaining = [job for job in jobs if _page_position(job) >= first]
+        entries = sorted((entry for entry in collection.entries(self.estate, vault.name) if matches(entry)),
+                         key=collection.position)
+        remaining = [entry for entry in entries if collection.position(entry) >= first]
         page, rest = remaining[: self.page_size], remaining[self.page_size:]
-        body: Json = {"value": [_strip_extended_info(job) for job in page]}
+        body: Json = {"value": [collection.listed(entry) for entry in page]}
         if rest:
-            body["nextLink"] = self._next_link(vault, raw_filter, _page_position(rest[0]))
+            body["nextLink"] = self._next_link(vault, collection, raw_filter, collection.position(rest[0]))
         if next_link_override is not None and "$skiptoken" not in params:
             body["nextLink"] = next_link_override
         return _json_reply(200, body)
 
-    def _next_link(self, vault: FakeVault, raw_filter: str, position: tuple[int, str]) -> str:
+    def _next_link(self, vault: FakeVault, collection: _Collection, raw_filter: str,
+                   position: tuple[int, str]) -> str:
         """An absolute nextLink on this host with the real quirks: old api-version, .NET encoding, XML token."""
         partition = str(int.from_bytes(hashlib.sha256(vault.id.lower().encode()).digest()[:8]) >> 1)
-        row = f"jobsstarttimeindex_0_{position[0]}_0_{position[1]}"
-        token = continuation_token(table_key(partition), table_key(row))
+        token = continuation_token(table_key(partition), table_key(collection.row_key(position)))
         with self._lock:
-            self._issued[token] = _IssuedToken(vault.id.lower(), raw_filter, position)
+            self._issued[token] = _IssuedToken(vault.id.lower(), collection.segment, raw_filter, position)
             self._issued.move_to_end(token)
             while len(self._issued) > _ISSUED_TOKEN_LIMIT:
                 self._issued.popitem(last=False)
@@ -1195,7 +1642,7 @@ class FakeArm:
         if raw_filter:
             query += f"&%24filter={encode_query_value(raw_filter)}"
         query += f"&%24skiptoken={encode_query_value(token)}"
-        return f"{self.url}{vault.id}/backupJobs?{query}"
+        return f"{self.url}{vault.id}/{collection.segment}?{query}"
 
     def _redeem(self, token: str) -> _IssuedToken | None:
         with self._lock:
@@ -1213,7 +1660,7 @@ class FakeArm:
             "x-ms-routing-request-id": f"WESTEUROPE:{now:%Y%m%dT%H%M%SZ}:{request_id}",
         }
         # The Backup RP overrides ARM's limit and reports the override; vault requests carry ARM's read budget.
-        backup_rp = route is not None and route.operation.startswith("jobs")
+        backup_rp = route is not None and route.operation.startswith(("jobs", "items"))
         name = ("x-ms-ratelimit-remaining-subscription-resource-requests" if backup_rp
                 else "x-ms-ratelimit-remaining-subscription-reads")
         headers[name] = str(self._spend_read())
@@ -1305,9 +1752,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 __all__ = [
-    "ARM_AUDIENCES", "FAULT_OPERATIONS", "JOBS_API_VERSIONS", "NEXT_LINK_API_VERSION", "VAULTS_API_VERSIONS",
-    "FakeArm", "FakeEstate", "FakeVault", "Fault", "FilterError", "JobFilter", "RecordedRequest", "RequestLog",
+    "ARM_AUDIENCES", "FAULT_OPERATIONS", "ITEM_TYPES", "JOBS_API_VERSIONS", "NEVER_BACKED_UP", "NEXT_LINK_API_VERSION",
+    "PROTECTED_ITEM_RESOURCE_TYPE", "PROTECTED_ITEM_TYPES", "VAULTS_API_VERSIONS", "FakeArm", "FakeEstate",
+    "FakeVault", "Fault", "FilterError", "ItemFilter", "JobFilter", "RecordedRequest", "RequestLog", "Timestamp",
     "VaultList", "azure_time", "continuation_token", "dotnet_duration", "encode_query_value", "format_ticks",
-    "iso_duration", "make_job", "parse_azure_time", "parse_filter_time", "parse_job_filter", "table_key",
-    "to_ticks",
+    "iso_duration", "make_job", "make_protected_item", "parse_azure_time", "parse_filter_time", "parse_item_filter",
+    "parse_job_filter", "table_key", "to_ticks",
 ]

@@ -1,8 +1,9 @@
 """The fake ARM is only worth testing against if it is trustworthy.
 
 These tests hold it, over real HTTP on loopback, to the real payloads in fixtures/azure and to ARM's
-rules: bearer tokens, api-versions, paging with the XML skiptoken, $filter, faults, the managed
-identity endpoint, and the demo estate built on top of it.
+rules: bearer tokens, api-versions, paging with the XML skiptoken, $filter, faults, protected items of
+every type where the spec puts their fields, the managed identity endpoint, and the demo estate built
+on top of it, whose protected items must agree with its jobs.
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ from exporter.demo import start_demo
 from exporter.fakearm import (
     AUTHORIZATION_FAILED_MESSAGE,
     GATEWAY_NOT_FOUND_MESSAGE,
+    NEVER_BACKED_UP,
+    PROTECTED_ITEM_RESOURCE_TYPE,
     FakeArm,
     FakeEstate,
+    FakeVault,
     Fault,
     continuation_token,
     dotnet_duration,
     encode_query_value,
     iso_duration,
     make_job,
+    make_protected_item,
     parse_azure_time,
     table_key,
+    to_ticks,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
@@ -263,7 +269,7 @@ def test_every_arm_route_requires_the_issued_token(arm: FakeArm, estate: FakeEst
     add_backups(estate, "vault-a", 1)
     vault_id = estate.vault("vault-a").id
     paths = [f"/subscriptions/{SUB}/providers/Microsoft.RecoveryServices/vaults", vault_id, f"{vault_id}/backupJobs",
-             f"{vault_id}/backupJobs/{guid(0)}"]
+             f"{vault_id}/backupJobs/{guid(0)}", f"{vault_id}/backupProtectedItems"]
     for path in paths:
         refused = get(arm, path, token=token)
         assert (refused.status_code, error_code(refused)) == (401, code), path
@@ -538,6 +544,367 @@ def test_unknown_fault_kinds_are_refused() -> None:
         Fault("explode")  # type: ignore[arg-type]
 
 
+# --- protected items --------------------------------------------------------------------------------
+
+# Where bms.json puts each type's fields: the ProtectedItem base and each type's own, as generated into
+# Azure/bicep-types-az generated/recoveryservicesbackup/microsoft.recoveryservices/2025-08-01/types.md.
+SPEC_BASE = {"protectedItemType", "backupManagementType", "backupSetName", "containerName", "createMode",
+             "deferredDeleteTimeInUTC", "deferredDeleteTimeRemaining", "isArchiveEnabled",
+             "isDeferredDeleteScheduleUpcoming", "isRehydrate", "isScheduledForDeferredDelete", "lastRecoveryPoint",
+             "policyId", "policyName", "resourceGuardOperationRequests", "softDeleteRetentionPeriodInDays",
+             "sourceResourceId", "vaultId", "workloadType"}
+SPEC_VM = {"extendedInfo", "extendedProperties", "friendlyName", "healthDetails", "healthStatus", "kpisHealths",
+           "lastBackupStatus", "lastBackupTime", "policyType", "protectedItemDataId", "protectionState",
+           "protectionStatus", "virtualMachineId"}
+SPEC_WORKLOAD = {"extendedInfo", "friendlyName", "kpisHealths", "lastBackupErrorDetail", "lastBackupStatus",
+                 "lastBackupTime", "nodesList", "parentName", "parentType", "protectedItemDataSourceId",
+                 "protectedItemHealthStatus", "protectionState", "protectionStatus", "serverName"}
+SPEC_OWN: dict[str, set[str]] = {
+    "Microsoft.Compute/virtualMachines": SPEC_VM,
+    "Microsoft.ClassicCompute/virtualMachines": SPEC_VM,
+    "AzureFileShareProtectedItem": {"extendedInfo", "friendlyName", "kpisHealths", "lastBackupStatus", "lastBackupTime",
+                                    "protectionState", "protectionStatus"},
+    "AzureVmWorkloadSQLDatabase": SPEC_WORKLOAD,
+    "AzureVmWorkloadSAPHanaDatabase": SPEC_WORKLOAD,
+    "MabFileFolderProtectedItem": {"computerName", "deferredDeleteSyncTimeInUTC", "extendedInfo", "friendlyName",
+                                   "lastBackupStatus", "lastBackupTime", "protectionState"},
+    "DPMProtectedItem": {"backupEngineName", "extendedInfo", "friendlyName", "protectionState"},
+}
+SPEC_DPM_EXTENDED_INFO = {"diskStorageUsedInBytes", "isCollocated", "isPresentOnCloud", "lastBackupStatus",
+                          "lastRefreshedAt", "oldestRecoveryPoint", "onPremiseLatestRecoveryPoint",
+                          "onPremiseOldestRecoveryPoint", "onPremiseRecoveryPointCount", "protectableObjectLoadPath",
+                          "protected", "protectionGroupName", "recoveryPointCount", "totalDiskStorageSizeInBytes"}
+CLI_SUB = "00000000-0000-0000-0000-000000000000"
+
+
+def cli_vault(resource_group: str = "clitest.rg000001", name: str = "clitest-vault000002") -> FakeVault:
+    return FakeEstate().add_vault(CLI_SUB, resource_group, name)
+
+
+def lower_subscriptions(resource: dict[str, Any]) -> dict[str, Any]:
+    """The 2021 recording writes '/Subscriptions/' in ids it generates; the fake writes it as the vault id does."""
+    lowered: dict[str, Any] = json.loads(json.dumps(resource).replace("/Subscriptions/", "/subscriptions/"))
+    return lowered
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_make_protected_item_reproduces_the_recorded_azure_vm_items(index: int) -> None:
+    recorded = lower_subscriptions(load("recoveryservicesbackup/2020-10-01/azure-cli-recording."
+                                        "BackupProtectedItems_List.iaasvm.response.json")["value"][index])
+    made = make_protected_item(vault=cli_vault(), friendly_name=recorded["properties"]["friendlyName"],
+                               protection_state="IRPending", policy="DefaultPolicy")
+    made["properties"]["protectedItemDataId"] = recorded["properties"]["protectedItemDataId"]  # the service's own
+    assert json.dumps(made) == json.dumps(recorded)  # incl. lastBackupStatus "" and the 2001 "never" time
+    assert made["properties"]["lastBackupTime"] == NEVER_BACKED_UP
+
+
+def test_make_protected_item_reproduces_the_recorded_file_shares() -> None:
+    recorded = load("recoveryservicesbackup/2021-12-01/azure-cli-recording.BackupProtectedItems_List.afs"
+                    ".response.json")["value"]
+    vault = cli_vault()
+    for entry, policy in zip(recorded, ["clitest-item000007", "clitest-item000006"], strict=True):
+        made = make_protected_item(vault=vault, friendly_name=entry["properties"]["friendlyName"],
+                                   item_type="AzureFileshareProtectedItem", container="clitest000003",
+                                   protection_state="IRPending", policy=policy)
+        # The share's part of the name is a hash of Azure's own making.
+        made["id"] = made["id"].replace(made["name"], entry["name"])
+        made["name"] = entry["name"]
+        assert json.dumps(made) == json.dumps(entry)
+        assert "healthStatus" not in made["properties"]  # file shares have no health field
+
+
+def test_make_protected_item_reproduces_the_recorded_sql_database() -> None:
+    recorded = load("recoveryservicesbackup/2022-02-01/azure-cli-recording.ProtectedItems_Get.sql-database"
+                    ".response.json")
+    error = recorded["properties"]["lastBackupErrorDetail"]["message"]
+    made = make_protected_item(vault=cli_vault("sql-clitest-rg", "sql-clitestvault-donotuse"), friendly_name="msdb",
+                               item_type="AzureVmWorkloadSQLDatabaseProtectedItem", container="sql-clitestvm-donotuse",
+                               protection_state="IRPending", last_backup_status="IRPending",
+                               last_backup_time="2022-05-16T06:36:52.2539633Z", last_backup_error=error,
+                               policy="HourlyLogBackup")
+    made["properties"]["protectedItemDataSourceId"] = recorded["properties"]["protectedItemDataSourceId"]
+    assert json.dumps(made) == json.dumps(recorded)  # serverName cut to 15 characters, as recorded
+
+
+def test_the_spec_example_fits_the_spec_fields() -> None:
+    example = load("recoveryservicesbackup/2025-08-01/BackupProtectedItems_List.json")
+    properties = example["responses"]["200"]["body"]["value"][0]["properties"]
+    assert set(properties) <= SPEC_BASE | SPEC_OWN[properties["protectedItemType"]]
+
+
+T1 = T0 - timedelta(hours=20)
+ITEM_TYPE_CASES = [
+    # (item_type argument, wire type, (status path, time path, health path) or None where the type has none)
+    ("AzureIaaSVMProtectedItem", "Microsoft.Compute/virtualMachines",
+     (("lastBackupStatus",), ("lastBackupTime",), ("healthStatus",))),
+    ("Microsoft.ClassicCompute/virtualMachines", "Microsoft.ClassicCompute/virtualMachines",
+     (("lastBackupStatus",), ("lastBackupTime",), ("healthStatus",))),
+    ("AzureFileShareProtectedItem", "AzureFileShareProtectedItem", (("lastBackupStatus",), ("lastBackupTime",), None)),
+    ("AzureVmWorkloadSQLDatabase", "AzureVmWorkloadSQLDatabase",
+     (("lastBackupStatus",), ("lastBackupTime",), ("protectedItemHealthStatus",))),
+    ("AzureVmWorkloadSAPHanaDatabaseProtectedItem", "AzureVmWorkloadSAPHanaDatabase",
+     (("lastBackupStatus",), ("lastBackupTime",), ("protectedItemHealthStatus",))),
+    ("MabFileFolderProtectedItem", "MabFileFolderProtectedItem", (("lastBackupStatus",), ("lastBackupTime",), None)),
+    ("DPMProtectedItem", "DPMProtectedItem", (("extendedInfo", "lastBackupStatus"), None, None)),
+    ("Microsoft.Contoso/futureThings", "Microsoft.Contoso/futureThings",
+     (("lastBackupStatus",), ("lastBackupTime",), ("healthStatus",))),
+]
+HEALTH_FIELDS = {"healthStatus", "protectedItemHealthStatus"}
+
+
+def dig(properties: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = properties
+    for key in path:
+        value = value[key]
+    return value
+
+
+@pytest.mark.parametrize(("item_type", "wire_type", "placement"), ITEM_TYPE_CASES,
+                         ids=[case[0] for case in ITEM_TYPE_CASES])
+def test_each_item_type_carries_its_fields_where_the_spec_puts_them(
+        item_type: str, wire_type: str, placement: tuple[tuple[str, ...], ...]) -> None:
+    vault = FakeEstate().add_vault(SUB, "rg-a", "vault-a")
+    resource = make_protected_item(vault=vault, item_type=item_type, friendly_name="item-1", last_backup_status="Sx",
+                                   last_backup_time=T1, last_recovery_point=T0, health_status="Hx", policy="Daily",
+                                   container="host-1", backup_management_type="AzureIaasVM" if "Contoso" in item_type
+                                   else None)
+    properties = resource["properties"]
+    assert properties["protectedItemType"] == wire_type
+    assert resource["type"] == PROTECTED_ITEM_RESOURCE_TYPE
+    assert re.fullmatch(rf"{re.escape(vault.id)}/backupFabrics/Azure/protectionContainers/[^/]+/protectedItems/"
+                        rf"{re.escape(resource['name'])}", resource["id"])
+    if wire_type in SPEC_OWN:
+        assert set(properties) <= SPEC_BASE | SPEC_OWN[wire_type]
+    status_path, time_path, health_path = placement
+    assert dig(properties, status_path) == "Sx"
+    assert (properties.get("lastBackupTime") if time_path else None) == (
+        "2026-11-19T17:05:00Z" if time_path else None)
+    assert {field for field in HEALTH_FIELDS if field in properties} == ({health_path[0]} if health_path else set())
+    if health_path:
+        assert dig(properties, health_path) == "Hx"
+    assert properties["lastRecoveryPoint"] == "2026-11-20T13:05:00Z"
+    assert properties["policyId"] == f"{vault.id}/backupPolicies/Daily"
+    assert properties["friendlyName"] == "item-1"
+
+
+@pytest.mark.parametrize(("item_type", "management", "workload"), [
+    ("AzureIaaSVMProtectedItem", "AzureIaasVM", "VM"),
+    ("AzureFileshareProtectedItem", "AzureStorage", "AzureFileShare"),
+    ("AzureVmWorkloadSQLDatabase", "AzureWorkload", "SQLDataBase"),
+    ("AzureVmWorkloadSAPHanaDatabase", "AzureWorkload", "SAPHanaDatabase"),
+    ("MabFileFolderProtectedItem", "MAB", "FileFolder"), ("DPMProtectedItem", "DPM", "SQLDB"),
+])
+def test_item_types_default_their_management_and_workload_types(item_type: str, management: str,
+                                                                 workload: str) -> None:
+    vault = FakeEstate().add_vault(SUB, "rg-a", "vault-a")
+    properties = make_protected_item(vault=vault, item_type=item_type, friendly_name="x")["properties"]
+    assert (properties["backupManagementType"], properties["workloadType"]) == (management, workload)
+    overridden = make_protected_item(vault=vault, item_type=item_type, friendly_name="x",
+                                     backup_management_type="AzureBackupServer", workload_type="Exchange")
+    assert (overridden["properties"]["backupManagementType"], overridden["properties"]["workloadType"]) == (
+        "AzureBackupServer", "Exchange")
+
+
+def test_specific_fields_of_each_family() -> None:
+    vault = FakeEstate().add_vault(SUB, "rg-a", "vault-a")
+    vm = make_protected_item(vault=vault, friendly_name="vm-1", last_backup_status="Failed", last_backup_time=T1,
+                             health_status="ActionRequired", last_backup_error="no agent", policy="P")["properties"]
+    assert vm["virtualMachineId"] == vm["sourceResourceId"] == (
+        f"/subscriptions/{SUB}/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/vm-1")
+    assert (vm["policyName"], vm["healthDetails"][0]["message"], vm["protectionStatus"]) == ("P", "no agent",
+                                                                                              "Unhealthy")
+    mab = make_protected_item(vault=vault, item_type="MabFileFolderProtectedItem", friendly_name="C:\\",
+                              container="fs01.contoso.local")["properties"]
+    assert mab["computerName"] == "fs01.contoso.local"
+    dpm = make_protected_item(vault=vault, item_type="DPMProtectedItem", friendly_name="SQL01\\Finance",
+                              container="dpm01", last_backup_time=T1, last_backup_status="Completed")["properties"]
+    assert "lastBackupTime" not in dpm and "lastBackupStatus" not in dpm  # DPM items have neither at the top
+    assert set(dpm["extendedInfo"]) <= SPEC_DPM_EXTENDED_INFO and dpm["backupEngineName"] == "dpm01"
+    hana = make_protected_item(vault=vault, item_type="AzureVmWorkloadSAPHanaDatabase", friendly_name="HXE",
+                               container="vm-hana-01", last_backup_status="Unhealthy", last_backup_error="log chain")
+    assert hana["name"] == "SAPHanaDatabase;hxe;hxe"
+    assert hana["properties"]["protectedItemHealthStatus"] == "Unhealthy"
+    assert hana["properties"]["lastBackupErrorDetail"]["message"] == "log chain"
+    with pytest.raises(ValueError, match="not an Azure timestamp"):
+        make_protected_item(vault=vault, friendly_name="vm", last_backup_time="yesterday")
+
+
+def test_never_backed_up_items_read_as_azure_shows_them() -> None:
+    vault = FakeEstate().add_vault(SUB, "rg-a", "vault-a")
+
+    def fresh(item_type: str) -> dict[str, Any]:
+        return dict(make_protected_item(vault=vault, item_type=item_type, friendly_name="new",
+                                        protection_state="IRPending")["properties"])
+
+    assert (fresh("AzureIaaSVMProtectedItem")["lastBackupStatus"],
+            fresh("AzureIaaSVMProtectedItem")["lastBackupTime"]) == ("", NEVER_BACKED_UP)
+    assert fresh("AzureFileShareProtectedItem")["lastBackupStatus"] == "IRPending"
+    workload = fresh("AzureVmWorkloadSQLDatabase")
+    assert (workload["lastBackupStatus"], workload["protectedItemHealthStatus"]) == ("IRPending", "IRPending")
+    for item_type in ("AzureFileShareProtectedItem", "AzureVmWorkloadSQLDatabase", "MabFileFolderProtectedItem"):
+        assert "lastBackupTime" not in fresh(item_type) and "lastRecoveryPoint" not in fresh(item_type)
+
+
+def items_path(estate: FakeEstate, vault_name: str) -> str:
+    return f"{estate.vault(vault_name).id}/backupProtectedItems"
+
+
+def add_items(estate: FakeEstate, vault_name: str, count: int, *, item_type: str = "AzureIaaSVMProtectedItem",
+              prefix: str = "vm") -> list[str]:
+    """`count` items named {prefix}-00.. with a backup each; returns their resource names."""
+    vault = estate.vault(vault_name)
+    names = []
+    for number in range(count):
+        item = make_protected_item(vault=vault, item_type=item_type, friendly_name=f"{prefix}-{number:02d}",
+                                   last_backup_status="Completed", last_backup_time=T0 - timedelta(hours=number))
+        estate.add_item(vault_name, item)
+        names.append(item["name"])
+    return names
+
+
+def listed_items(arm: FakeArm, estate: FakeEstate, vault_name: str, **params: str) -> list[dict[str, Any]]:
+    first = get(arm, items_path(estate, vault_name), **params)
+    assert first.status_code == 200, first.text
+    return [item for page in all_pages(arm, first) for item in page["value"]]
+
+
+def test_the_items_list_serves_the_stored_items(arm: FakeArm, estate: FakeEstate) -> None:
+    add_items(estate, "vault-a", 2)
+    add_items(estate, "vault-b", 1, prefix="other")
+    reply = get(arm, items_path(estate, "vault-a"))
+    assert reply.status_code == 200
+    assert reply.json() == {"value": estate.items("vault-a")}  # no nextLink when one page holds them all
+    assert reply.headers["x-ms-ratelimit-remaining-subscription-resource-requests"]  # the Backup RP's budget
+    odd_case = items_path(estate, "vault-a").replace("backupProtectedItems", "BACKUPPROTECTEDITEMS")
+    assert len(get(arm, odd_case).json()["value"]) == 2
+
+
+def test_item_paging_returns_every_item_once_with_the_jobs_quirks(arm: FakeArm, estate: FakeEstate) -> None:
+    names = add_items(estate, "vault-a", 10)
+    first = get(arm, items_path(estate, "vault-a"))
+    pages = all_pages(arm, first)
+    assert [len(page["value"]) for page in pages] == [3, 3, 3, 1]
+    assert [item["name"] for page in pages for item in page["value"]] == sorted(names, key=str.lower)
+    next_link = pages[0]["nextLink"]
+    assert next_link.startswith(f"{arm.url}{items_path(estate, 'vault-a')}?api-version=2017-07-01&")
+    assert "&%24skiptoken=%3c%3fxml+version%3d%221.0%22+encoding%3d%22utf-16%22%3f%3e%0d%0a%3cContinuationToken" \
+        in next_link
+    assert [r.query.get("api-version") for r in arm.requests.to("/backupProtectedItems")][1] == "2017-07-01"
+
+
+@pytest.mark.parametrize("mangle", [_double_encoded, _altered, _crlf_normalised, _filter_dropped],
+                         ids=["double-encoded", "altered", "crlf-normalised", "filter-dropped"])
+def test_a_mangled_item_skiptoken_is_refused(arm: FakeArm, estate: FakeEstate, mangle: Callable[[str], str]) -> None:
+    add_items(estate, "vault-a", 5)
+    next_link = get(arm, items_path(estate, "vault-a"), **{"$filter": "backupManagementType eq 'AzureIaasVM'"}
+                    ).json()["nextLink"]
+    mangled = mangle(next_link)
+    assert mangled != next_link
+    refused = get(arm, mangled)
+    assert (refused.status_code, error_code(refused)) == (400, "BMSUserErrorInvalidInput")
+    assert get(arm, next_link).status_code == 200
+
+
+def test_a_skiptoken_only_continues_its_own_list(arm: FakeArm, estate: FakeEstate) -> None:
+    add_items(estate, "vault-a", 5)
+    add_backups(estate, "vault-a", 5)
+    items_link = get(arm, items_path(estate, "vault-a")).json()["nextLink"]
+    jobs_link = get(arm, jobs_path(estate, "vault-a")).json()["nextLink"]
+    assert get(arm, items_link.replace("/backupProtectedItems?", "/backupJobs?")).status_code == 400
+    assert get(arm, jobs_link.replace("/backupJobs?", "/backupProtectedItems?")).status_code == 400
+    elsewhere = items_link.replace("/resourceGroups/rg-a/", "/resourceGroups/rg-b/").replace("vault-a", "vault-b")
+    assert get(arm, elsewhere).status_code == 400
+
+
+@pytest.fixture
+def mixed_items(estate: FakeEstate) -> FakeEstate:
+    add_items(estate, "vault-a", 2)
+    add_items(estate, "vault-a", 1, item_type="AzureFileShareProtectedItem", prefix="share")
+    add_items(estate, "vault-a", 1, item_type="AzureVmWorkloadSQLDatabase", prefix="db")
+    return estate
+
+
+@pytest.mark.parametrize(("odata", "expected"), [
+    ("", {"vm-00", "vm-01", "share-00", "db-00"}),
+    ("backupManagementType eq 'AzureStorage'", {"share-00"}),
+    ("backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'", {"vm-00", "vm-01"}),  # the CLI's own filter
+    ("itemType eq 'sqldatabase'", {"db-00"}),
+    ("backupManagementType eq 'AzureWorkload' and itemType eq 'AzureFileShare'", set()),
+    ("friendlyName eq 'VM-01'", {"vm-01"}),
+])
+def test_item_filters_select_like_the_service(arm: FakeArm, mixed_items: FakeEstate, odata: str,
+                                              expected: set[str]) -> None:
+    items = listed_items(arm, mixed_items, "vault-a", **({"$filter": odata} if odata else {}))
+    assert {item["properties"]["friendlyName"] for item in items} == expected
+
+
+@pytest.mark.parametrize("odata", ["itemType eq 'Disk'", "backupManagementType eq 'Azure'", "status eq 'Failed'",
+                                   "itemType eq 'VM' or itemType eq 'SQLDB'", "itemType ne 'VM'"])
+def test_bad_item_filters_are_refused(arm: FakeArm, estate: FakeEstate, odata: str) -> None:
+    refused = get(arm, items_path(estate, "vault-a"), **{"$filter": odata})
+    assert (refused.status_code, error_code(refused)) == (400, "BMSUserErrorInvalidInput")
+
+
+def test_the_items_list_checks_the_api_version(arm: FakeArm, estate: FakeEstate) -> None:
+    wrong = get(arm, items_path(estate, "vault-a"), **{"api-version": "2026-08-01"})  # a vaults-only version
+    assert (wrong.status_code, error_code(wrong)) == (400, "NoRegisteredProviderFound")
+    assert "'vaults/backupProtectedItems'" in wrong.json()["error"]["message"]
+    assert get(arm, items_path(estate, "vault-a"), **{"api-version": "2025-08-01"}).status_code == 200
+
+
+@pytest.mark.parametrize("fault", [Fault("status", status=503, code="ServiceUnavailable"), Fault("throttle"),
+                                   Fault.authorization_failed(), Fault.resource_not_found()],
+                         ids=["status", "throttle", "forbidden", "gone"])
+def test_a_fault_for_every_operation_hits_the_items_list(arm: FakeArm, estate: FakeEstate, fault: Fault) -> None:
+    arm.set_fault("vault-a", fault)
+    refused = get(arm, items_path(estate, "vault-a"))
+    assert refused.status_code == (fault.status if fault.kind == "status" else 429)
+    assert get(arm, items_path(estate, "vault-b")).status_code == 200
+
+
+def test_item_faults_read_like_arms_and_can_target_items_alone(arm: FakeArm, estate: FakeEstate) -> None:
+    add_items(estate, "vault-a", 5)
+    arm.set_fault("vault-a", Fault.authorization_failed(times=1))
+    message = get(arm, items_path(estate, "vault-a")).json()["error"]["message"]
+    assert "perform action 'Microsoft.RecoveryServices/Vaults/backupProtectedItems/read'" in message
+    arm.set_fault("vault-a", Fault("status", operations=frozenset({"items_next_page"})))
+    first = get(arm, items_path(estate, "vault-a"))
+    assert (first.status_code, get(arm, first.json()["nextLink"]).status_code) == (200, 500)
+    assert get(arm, jobs_path(estate, "vault-a")).status_code == 200
+    arm.set_fault("vault-a", Fault("status", operations=frozenset({"jobs_list"})))
+    assert get(arm, items_path(estate, "vault-a")).status_code == 200
+
+
+def test_malformed_and_offhost_faults_apply_to_the_items_list(arm: FakeArm, estate: FakeEstate) -> None:
+    add_items(estate, "vault-a", 1)
+    arm.set_fault("vault-a", Fault("malformed", times=1))
+    with pytest.raises(ValueError, match=r"Expecting|Unterminated|Extra data"):
+        get(arm, items_path(estate, "vault-a")).json()
+    evil = "https://attacker.example/items"
+    arm.set_fault("vault-a", Fault("offhost_nextlink", url=evil, operations=frozenset({"items_list"})))
+    assert get(arm, items_path(estate, "vault-a")).json()["nextLink"] == evil
+    assert "nextLink" not in get(arm, jobs_path(estate, "vault-a")).json()
+
+
+def test_items_are_added_updated_and_removed_by_name_in_any_case(arm: FakeArm, estate: FakeEstate) -> None:
+    [name] = add_items(estate, "vault-a", 1)
+    estate.update_item("vault-a", name.upper(), lastBackupStatus="Failed", lastRecoveryPoint=None)
+    [served] = get(arm, items_path(estate, "vault-a")).json()["value"]
+    assert served["properties"]["lastBackupStatus"] == "Failed" and "lastRecoveryPoint" not in served["properties"]
+    replacement = make_protected_item(vault=estate.vault("vault-a"), friendly_name="vm-00", last_backup_status="x")
+    replacement["name"] = name.upper()
+    estate.add_item("VAULT-A", replacement)  # the same item again, in another case: it replaces the first
+    assert [item["name"] for item in estate.items("vault-a")] == [name.upper()]
+    assert estate.item("vault-a", name)["properties"]["lastBackupStatus"] == "x"  # type: ignore[index]
+    estate.remove_item("vault-a", name.lower())
+    assert get(arm, items_path(estate, "vault-a")).json() == {"value": []}
+    assert estate.item("vault-a", name) is None
+    with pytest.raises(KeyError):
+        estate.update_item("vault-a", name, lastBackupStatus="Failed")
+    with pytest.raises(ValueError, match="needs a 'name'"):
+        estate.add_item("vault-a", {"properties": {}})
+
+
 # --- the managed-identity endpoint -----------------------------------------------------------------
 
 
@@ -743,3 +1110,94 @@ def test_the_demo_estate_is_deterministic_given_the_seed() -> None:
 
     assert history(7) == history(7)
     assert history(7) != history(8)
+
+
+def _demo_items(arm: FakeArm, vault_id: str) -> list[dict[str, Any]]:
+    first = get(arm, f"{vault_id}/backupProtectedItems")
+    assert first.status_code == 200, first.text
+    return [item for page in all_pages(arm, first) for item in page["value"]]
+
+
+def _last_backup(properties: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(status, time) of an item's last backup, from wherever its type keeps them (DPM: no time at all)."""
+    if properties["protectedItemType"] == "DPMProtectedItem":
+        return properties["extendedInfo"].get("lastBackupStatus"), None
+    return properties.get("lastBackupStatus"), properties.get("lastBackupTime")
+
+
+def _status_word(properties: dict[str, Any], job_status: str) -> str:
+    if properties["protectedItemType"].startswith("AzureVmWorkload"):
+        return "Healthy" if job_status in ("Completed", "CompletedWithWarnings") else "Unhealthy"
+    return job_status
+
+
+def _assert_items_agree_with_jobs(jobs: list[dict[str, Any]], items: list[dict[str, Any]]) -> set[str]:
+    """Every item with Backup jobs has a protected item that tells the same story; returns the names checked."""
+    by_name = {item["properties"]["friendlyName"]: item["properties"] for item in items}
+    backups = sorted((job["properties"] for job in jobs if job["properties"]["operation"] == "Backup"),
+                     key=lambda p: parse_azure_time(p["startTime"]))
+    assert {p["entityFriendlyName"] for p in backups} <= set(by_name)
+    finished = [p for p in backups if "endTime" in p]
+    for name in {p["entityFriendlyName"] for p in finished}:
+        item, mine = by_name[name], [p for p in finished if p["entityFriendlyName"] == name]
+        latest, successes = mine[-1], [p for p in mine if p["status"] in ("Completed", "CompletedWithWarnings")]
+        assert item["backupManagementType"] == latest["backupManagementType"], name
+        status, time = _last_backup(item)
+        assert status == _status_word(item, latest["status"]), name
+        assert time in (latest["endTime"], None) and (time is None) == (item["protectedItemType"] == "DPMProtectedItem")
+        assert item.get("lastRecoveryPoint") == (successes[-1]["endTime"] if successes else None), name
+        if "healthStatus" in item:
+            assert item["healthStatus"] == ("ActionRequired" if latest["status"] == "Failed" else "Passed"), name
+    return {p["entityFriendlyName"] for p in finished}
+
+
+def test_the_demos_protected_items_agree_with_their_jobs() -> None:
+    demo = start_demo(seed=7, speed=1.0)
+    try:
+        jobs = [job for vault_id in demo.vault_ids for job in _demo_jobs(demo.arm, vault_id)]
+        items = [item for vault_id in demo.vault_ids for item in _demo_items(demo.arm, vault_id)]
+    finally:
+        demo.stop()
+    checked = _assert_items_agree_with_jobs(jobs, items)
+    assert len(checked) >= 15
+    by_name = {item["properties"]["friendlyName"]: item["properties"] for item in items}
+    assert {p["protectedItemType"] for p in by_name.values()} == {
+        "Microsoft.Compute/virtualMachines", "AzureFileShareProtectedItem", "AzureVmWorkloadSQLDatabase",
+        "AzureVmWorkloadSAPHanaDatabase", "MabFileFolderProtectedItem", "DPMProtectedItem"}
+    assert by_name["vm-sql-01"]["healthStatus"] == "ActionRequired"  # the failed latest backup
+    assert by_name["vm-files-01"]["protectionState"] == "IRPending"  # its initial backup is still running
+    assert by_name["vm-files-01"]["lastBackupTime"] == NEVER_BACKED_UP
+    retired = by_name["vm-legacy-01"]
+    assert (retired["protectionState"], retired["isScheduledForDeferredDelete"]) == ("ProtectionStopped", True)
+    now = datetime.now(UTC)
+    stopped = by_name["vm-erp-old-01"]  # stopped with its data retained, long without jobs
+    assert stopped["protectionState"] == "ProtectionStopped" and "policyId" not in stopped
+    assert "vm-erp-old-01" not in {job["properties"]["entityFriendlyName"] for job in jobs}
+    assert stopped["lastRecoveryPoint"] == stopped["lastBackupTime"]
+    stale = by_name["vm-reporting-01"]  # protected, but its only backup is older than any lookback window
+    [stale_job] = [job["properties"] for job in jobs if job["properties"]["entityFriendlyName"] == "vm-reporting-01"]
+    stale_age = timedelta(microseconds=(to_ticks(now) - parse_azure_time(stale["lastBackupTime"])) // 10)
+    assert stale["protectionState"] == "Protected" and stale["lastBackupTime"] == stale_job["endTime"]
+    assert timedelta(days=8) < stale_age < timedelta(days=9, minutes=5)
+
+
+def test_the_demo_simulator_updates_an_item_when_its_backup_finishes() -> None:
+    demo = start_demo(seed=11, speed=200.0)
+    try:
+        before = {item["name"]: item["properties"].get("lastBackupTime")
+                  for vault in demo.estate.vaults for item in demo.estate.items(vault.name)}
+        deadline = time.monotonic() + 5
+        while demo.simulator.finished_count < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with demo.estate.lock:  # the simulator changes a job and its item together under this lock
+            jobs = [job for vault in demo.estate.vaults for job in demo.estate.jobs(vault.name)]
+            items = [item for vault in demo.estate.vaults for item in demo.estate.items(vault.name)]
+        _assert_items_agree_with_jobs(jobs, items)
+        changed = [item for item in items if item["properties"].get("lastBackupTime") != before[item["name"]]]
+        assert changed, "no protected item changed while the simulator finished jobs at speed 200"
+        item = changed[0]
+        served = {entry["name"]: entry for entry in _demo_items(demo.arm, item["id"].split("/backupFabrics/")[0])}
+        assert parse_azure_time(served[item["name"]]["properties"]["lastBackupTime"]) >= parse_azure_time(
+            item["properties"]["lastBackupTime"])  # over HTTP too, or newer still
+    finally:
+        demo.stop()
