@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from exporter.catalogue import sample_names
+from exporter.models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, PROTECTION_STATES
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alerts" / "azure-backup.rules.yml"
@@ -36,15 +37,39 @@ EXPECTED_ALERTS = {
     "AzureBackupDataStale": "warning",
     "AzureBackupApiThrottled": "warning",
     "AzureBackupExporterDown": "critical",
+    # Issue 4: alerts from the protected-items list.
+    "AzureBackupItemUnhealthy": "warning",
+    "AzureBackupProtectionStopped": "warning",
 }
-ITEM_ALERTS = {
-    "AzureBackupJobFailed", "AzureBackupJobCompletedWithWarnings", "AzureBackupNoRecentSuccessfulBackup",
-    "AzureBackupJobRunningTooLong", "AzureBackupDataDeletion",
+# Alerts on the latest job of an item and operation: they name the operation.
+JOB_ALERTS = {
+    "AzureBackupJobFailed", "AzureBackupJobCompletedWithWarnings", "AzureBackupJobRunningTooLong",
+    "AzureBackupDataDeletion",
+}
+ITEM_ALERTS = JOB_ALERTS | {
+    "AzureBackupNoRecentSuccessfulBackup", "AzureBackupItemUnhealthy", "AzureBackupProtectionStopped",
 }
 VAULT_ALERTS = {"AzureBackupVaultScrapeFailing", "AzureBackupDataStale"}
-# Per-item alerts a failing vault scrape holds back. AzureBackupDataDeletion is not one of them.
-INHIBITED_BY_SCRAPE_FAILING = ITEM_ALERTS - {"AzureBackupDataDeletion"}
+# Someone stopped backups or deleted backup data: neither a failing vault scrape nor a down
+# exporter may hold these back, because an attacker may revoke the exporter's access next.
+SECURITY_ALERTS = {"AzureBackupDataDeletion", "AzureBackupProtectionStopped"}
+# Per-item alerts a failing vault scrape holds back.
+INHIBITED_BY_SCRAPE_FAILING = ITEM_ALERTS - SECURITY_ALERTS
 RECEIVER_FOR_SEVERITY = {"critical": "pager", "warning": "ticket"}
+
+# Protection states in which someone stopped an item's backups on purpose (issue 4): the same
+# regex must select them in every alert that uses them.
+STOPPED_ON_PURPOSE = {"ProtectionStopped", "SoftDeleted", "BackupsSuspended"}
+ALERTS_USING_STOPPED_STATES = {
+    "AzureBackupProtectionStopped", "AzureBackupNoRecentSuccessfulBackup", "AzureBackupItemUnhealthy"}
+# The values the exporter emits for the item enums (azure_backup_item_*{status|state}). Workload
+# items report their health in protectedItemHealthStatus, whose values the exporter adds as seen.
+WORKLOAD_HEALTH_STATUSES = {"Healthy", "Unhealthy", "NotReachable", "IRPending"}
+KNOWN_ITEM_VALUES = {
+    "azure_backup_item_last_backup_status": set(ITEM_BACKUP_STATUSES),
+    "azure_backup_item_health_status": set(ITEM_HEALTH_STATUSES) | WORKLOAD_HEALTH_STATUSES,
+    "azure_backup_item_protection_state": set(PROTECTION_STATES),
+}
 
 PROMQL_KEYWORDS = frozenset({
     "and", "or", "unless", "on", "ignoring", "by", "without", "group_left", "group_right",
@@ -148,7 +173,12 @@ def test_annotations_follow_the_mixin_style(name: str) -> None:
     assert "{{" in description, f"{name}: description must be templated"
     if name in ITEM_ALERTS:
         assert "$labels.backup_item" in description and "$labels.vault" in description, name
-        assert "$labels.operation" in description or name == "AzureBackupNoRecentSuccessfulBackup", name
+    if name in JOB_ALERTS:
+        assert "$labels.operation" in description, name
+    if name in ITEM_ALERTS - JOB_ALERTS - {"AzureBackupNoRecentSuccessfulBackup"}:
+        assert "$labels.state" in description, f"{name}: the description must say the state"
+    if name == "AzureBackupItemUnhealthy":
+        assert "$labels.status" in description, f"{name}: the description must say the health"
     if name in VAULT_ALERTS:
         assert "$labels.vault" in description, name
     assert annotations["runbook_url"] == f"{RUNBOOK_URL}#{name.lower()}"
@@ -241,10 +271,96 @@ def test_alertmanager_inhibitions() -> None:
         return found
 
     assert inhibited_by("AzureBackupVaultScrapeFailing") == INHIBITED_BY_SCRAPE_FAILING
-    assert inhibited_by("AzureBackupExporterDown") == set(EXPECTED_ALERTS) - {
-        "AzureBackupExporterDown", "AzureBackupDataDeletion"}
+    assert inhibited_by("AzureBackupExporterDown") == (
+        set(EXPECTED_ALERTS) - {"AzureBackupExporterDown"} - SECURITY_ALERTS)
+    for source in EXPECTED_ALERTS:
+        assert inhibited_by(source) & SECURITY_ALERTS == set(), f"{source} inhibits a security signal"
     for rule in config["inhibit_rules"]:
         if _matches(rule["source_matchers"], {"alertname": "AzureBackupVaultScrapeFailing"}):
             assert "vault" in rule["equal"]
         if _matches(rule["source_matchers"], {"alertname": "AzureBackupExporterDown"}):
             assert rule["equal"] == ["job"]
+
+
+def _matcher_values(expr: str, metric: str, label: str) -> list[tuple[str, str]]:
+    """(operator, value) of every `label` matcher on `metric` in a PromQL expression."""
+    found = []
+    for selector in re.finditer(rf"(?<![\w:]){re.escape(metric)}\{{([^{{}}]*)\}}", expr):
+        found += re.findall(rf'\b{label}\s*(=~|!~|!=|=)\s*"([^"]*)"', selector.group(1))
+    return found
+
+
+def test_stopped_on_purpose_states_are_the_same_in_every_alert() -> None:
+    alerts = _alert_rules()
+    for name in ALERTS_USING_STOPPED_STATES:
+        matchers = _matcher_values(alerts[name]["expr"], "azure_backup_item_protection_state", "state")
+        stopped = [value for op, value in matchers if op == "=~" and "ProtectionStopped" in value]
+        assert len(stopped) == 1, f"{name}: expected one state=~ matcher for the stopped states, got {matchers}"
+        assert set(stopped[0].split("|")) == STOPPED_ON_PURPOSE, name
+    # the two alerts that skip stopped items do so with `unless`, so a missing state still alerts
+    for name in ALERTS_USING_STOPPED_STATES - {"AzureBackupProtectionStopped"}:
+        unless = r"\bunless(?:\s+(?:on|ignoring)\s*\([^)]*\))?\s*\(\s*azure_backup_item_protection_state\{"
+        assert re.search(unless, alerts[name]["expr"]), name
+
+
+def test_item_alerts_match_only_values_the_exporter_emits() -> None:
+    for name, rule in _alert_rules().items():
+        for metric, known in KNOWN_ITEM_VALUES.items():
+            for label in ("status", "state"):
+                for op, value in _matcher_values(rule["expr"], metric, label):
+                    values = set(value.split("|")) if op in ("=~", "!~") else {value}
+                    assert values <= known, f"{name}: {metric}{{{label}{op}{value!r}}}: unknown {values - known}"
+
+
+def test_item_unhealthy_treats_irpending_and_workload_healthy_as_healthy() -> None:
+    expr = _alert_rules()["AzureBackupItemUnhealthy"]["expr"]
+    assert _matcher_values(expr, "azure_backup_item_health_status", "status") == [("!~", "Passed|Healthy|IRPending")]
+    assert ("=", "ProtectionError") in _matcher_values(expr, "azure_backup_item_protection_state", "state")
+
+
+def test_every_alert_has_a_promtool_case_per_new_edge() -> None:
+    """The issue-4 proof: the edge cases below exist as named promtool cases."""
+    names = [case["name"] for path in RULE_TESTS for case in _load(path)["tests"]]
+    wanted = {
+        "item-derived last success fires": "AzureBackupNoRecentSuccessfulBackup fires from the item's own last backup",
+        "stopped item does not fire": "AzureBackupNoRecentSuccessfulBackup skips items stopped on purpose",
+        "health back to Passed resolves": "resolves when health is back to Passed",
+    }
+    for what, fragment in wanted.items():
+        assert any(fragment in name for name in names), f"no promtool case for: {what}"
+
+
+def _shell_commands(text: str, prefix: str) -> list[str]:
+    """Every command in the runbook's ```sh blocks that starts with `prefix`, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"^\s*```sh\n(.*?)^\s*```", text, flags=re.M | re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        commands += [match.group(0) for match in re.finditer(rf"{re.escape(prefix)}\b[^\n]*", joined)]
+    return commands
+
+
+@pytest.mark.parametrize(("command", "required"), [
+    ("az backup item show", {"--resource-group", "--vault-name", "--container-name", "--name"}),
+    ("az backup item list", {"--resource-group", "--vault-name"}),
+    ("az backup protection resume", {"--resource-group", "--vault-name", "--container-name", "--item-name",
+                                     "--policy-name"}),
+    ("az backup protection undelete", {"--resource-group", "--vault-name", "--container-name", "--item-name"}),
+])
+def test_runbook_az_backup_commands_have_their_required_flags(command: str, required: set[str]) -> None:
+    commands = _shell_commands(RUNBOOK.read_text(encoding="utf-8"), command)
+    assert commands, f"the runbook never shows {command}"
+    allowed_types = {"AzureIaasVM", "AzureStorage", "AzureWorkload", "MAB", "TYPE"}
+    for line in commands:
+        flags = set(re.findall(r"(?<!\S)--[a-z-]+", line))
+        assert required <= flags, f"{line!r} lacks {sorted(required - flags)}"
+        for value in re.findall(r"--backup-management-type\s+(\S+)", line):
+            assert value in allowed_types, f"{line!r}: the CLI does not accept {value}"
+
+
+def test_item_alert_runbooks_show_the_item_commands_and_the_portal() -> None:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (AzureBackup\w+)\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
+    for name in ("AzureBackupItemUnhealthy", "AzureBackupProtectionStopped"):
+        body = sections[name]
+        assert "az backup item show" in body and "az backup item list" in body, name
+        assert "Portal:" in body and "**Protected items > Backup items**" in body, name
