@@ -15,7 +15,8 @@ Conventions every dashboard follows (and the tests check):
 - a `job` textbox variable (default `azure-backup-exporter`, the job name of the README's scrape
   config) in every selector;
 - chained variables subscription_id -> resource_group -> vault (-> backup_item), fed by
-  `label_values(azure_backup_vault_info{...})` and `label_values(azure_backup_job_last_status{...})`;
+  `label_values(azure_backup_vault_info{...})` and `label_values(azure_backup_item_info{...})` (every
+  protected item, with or without a job in the lookback window);
 - range selectors only use Grafana's intervals: `$__rate_interval` inside `rate()`, `$__interval`
   for "per hour" / "per day" bars (the panel sets the minimum interval), `$__range` for totals
   over the dashboard's time range.
@@ -53,6 +54,38 @@ STATUS_COLORS: dict[str, str] = {
     "Cancelling": "purple",
 }
 OTHER_STATUS = "Other"
+# Protected-item enums (azure_backup_item_protection_state{state}, azure_backup_item_health_status{status}),
+# with their colours. Health is healthStatus (Passed, Action*) or, for workload items such as SQL and HANA
+# databases, protectedItemHealthStatus (Healthy, Unhealthy, NotReachable, IRPending).
+PROTECTION_STATE_COLORS: dict[str, str] = {
+    "Protected": "green",
+    "IRPending": "blue",
+    "ProtectionPaused": "yellow",
+    "BackupsSuspended": "orange",
+    "ProtectionStopped": "orange",
+    "ProtectionError": "red",
+    "SoftDeleted": "purple",
+}
+HEALTH_COLORS: dict[str, str] = {
+    "Passed": "green",
+    "Healthy": "green",
+    "ActionSuggested": "yellow",
+    "ActionRequired": "red",
+    "Unhealthy": "red",
+    "NotReachable": "orange",
+    "IRPending": "blue",
+}
+# lastBackupStatus of a protected item: a job status, or for workload items Healthy, Unhealthy or IRPending.
+ITEM_BACKUP_STATUS_COLORS: dict[str, str] = {**STATUS_COLORS, "Healthy": "green", "Unhealthy": "red",
+                                             "IRPending": "blue"}
+# An item is unprotected when its protection state is none of these (initial backup pending counts as
+# protected), and unhealthy when its health is none of HEALTHY: the healthy values of AzureBackupItemUnhealthy
+# (IRPending, the initial backup pending, is not unhealthy).
+PROTECTED_STATES = ("Protected", "IRPending")
+HEALTHY = ("Passed", "Healthy", "IRPending")
+# Backups stopped on purpose: AzureBackupProtectionStopped fires for these states and
+# AzureBackupNoRecentSuccessfulBackup skips them (alerts/azure-backup.rules.yml; the tests compare).
+STOPPED_STATES = ("ProtectionStopped", "SoftDeleted", "BackupsSuspended")
 # An item whose last successful backup is older than this is overdue (AzureBackupNoRecentSuccessfulBackup).
 OVERDUE_SECONDS = 26 * 3600
 # A vault whose data is older than this is stale (AzureBackupDataStale).
@@ -164,7 +197,7 @@ def chain_variables(*, single_vault: bool = False, item: str | None = None) -> l
     if item is not None:
         variables.append(query_variable(
             "backup_item", "Backup item",
-            f"label_values(azure_backup_job_last_status{sel(JOB, SUB, RG, vault_matcher)}, backup_item)",
+            f"label_values(azure_backup_item_info{sel(JOB, SUB, RG, vault_matcher)}, backup_item)",
             multi=item == "multi"))
     return variables
 
@@ -189,20 +222,30 @@ def by_name(name: str, *properties: Json) -> Json:
     return {"matcher": {"id": "byName", "options": name}, "properties": list(properties)}
 
 
+def color_overrides(colors: dict[str, str]) -> list[Json]:
+    """Colour series named after a value (legend `{{status}}` or `{{state}}`)."""
+    return [by_name(value, fixed_color(color)) for value, color in colors.items()]
+
+
 def status_color_overrides() -> list[Json]:
     """Colour series named after a job status (legend `{{status}}`)."""
-    return [by_name(status, fixed_color(color)) for status, color in STATUS_COLORS.items()]
+    return color_overrides(STATUS_COLORS)
 
 
-def status_text_mappings() -> list[Json]:
-    """Colour the text of a status column or value."""
+def text_mappings(colors: dict[str, str]) -> list[Json]:
+    """Colour the text of a column or value holding one of the colours' names."""
     return [{
         "options": {
-            status: {"color": color, "index": index, "text": status}
-            for index, (status, color) in enumerate(STATUS_COLORS.items())
+            value: {"color": color, "index": index, "text": value}
+            for index, (value, color) in enumerate(colors.items())
         },
         "type": "value",
     }]
+
+
+def status_text_mappings() -> list[Json]:
+    """Colour the text of a job status column or value."""
+    return text_mappings(STATUS_COLORS)
 
 
 def status_code_mappings() -> list[Json]:
@@ -438,6 +481,9 @@ def overview() -> Json:
     outcome = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings|Failed"')
     by_vault = f"sum by ({VAULT_LABELS})"
     by_item = f"max by ({ITEM_LABELS})"
+    stopped = sel(JOB, SUB, RG, VAULTS, ITEMS, f'state=~"{"|".join(STOPPED_STATES)}"')
+    unprotected = sel(JOB, SUB, RG, VAULTS, ITEMS, f'state!~"{"|".join(PROTECTED_STATES)}"')
+    unhealthy = sel(JOB, SUB, RG, VAULTS, ITEMS, f'status!~"{"|".join(HEALTHY)}"')
     panels = [
         stat("Items by last backup status",
              "Protected items counted by the status of their latest Backup job.",
@@ -456,11 +502,14 @@ def overview() -> Json:
                      " == 1) or vector(0)")],
              steps=thresholds((None, "blue"))),
         stat("Overdue items (no success in 26 h)",
-             "Items whose last successful backup is older than 26 hours "
-             "(what AzureBackupNoRecentSuccessfulBackup fires on).",
+             "Items whose last successful backup is older than 26 hours, except those whose backups were "
+             f"stopped on purpose ({', '.join(STOPPED_STATES)}): what AzureBackupNoRecentSuccessfulBackup "
+             "fires on.",
              grid(16, 0, 4, 4),
-             [target(f"count(time() - azure_backup_last_successful_backup_timestamp_seconds{i} > {OVERDUE_SECONDS})"
-                     " or vector(0)")],
+             [target("count(\n  "
+                     f"(time() - azure_backup_last_successful_backup_timestamp_seconds{i} > {OVERDUE_SECONDS})\n"
+                     f"  unless ignoring (state)\n  (azure_backup_item_protection_state{stopped} == 1)\n"
+                     ") or vector(0)")],
              steps=thresholds((None, "green"), (1, "red")), color_mode="background"),
         stat("Vaults failing to refresh",
              "Vaults whose last refresh from Azure failed: their data is the last good one. "
@@ -468,11 +517,30 @@ def overview() -> Json:
              grid(20, 0, 4, 4),
              [target(f"count(azure_backup_vault_scrape_success{v} == 0) or vector(0)")],
              steps=thresholds((None, "green"), (1, "orange")), color_mode="background"),
+        stat("Unprotected or unhealthy items",
+             f"Protected items whose protection state is not {' or '.join(PROTECTED_STATES)} (stopped, "
+             f"paused, in error, soft-deleted, backups suspended), or whose health is not "
+             f"{' or '.join(HEALTHY)}. Each item counts once. From the protected-items list.",
+             grid(0, 4, 6, 4),
+             [target(f"count(\n  {by_item} (azure_backup_item_protection_state{unprotected} == 1)\n  or\n  "
+                     f"{by_item} (azure_backup_item_health_status{unhealthy} == 1)\n) or vector(0)")],
+             steps=thresholds((None, "green"), (1, "orange")), color_mode="background"),
+        stat("Items by protection state",
+             "Protected items counted by their protection state, from the protected-items list.",
+             grid(6, 4, 9, 4),
+             [target(f"count by (state) (azure_backup_item_protection_state{i} == 1)", "{{state}}")],
+             overrides=color_overrides(PROTECTION_STATE_COLORS), text_mode="value_and_name"),
+        stat("Items by health",
+             "Protected items counted by their health (healthStatus, or protectedItemHealthStatus for "
+             "workload items such as SQL and HANA databases).",
+             grid(15, 4, 9, 4),
+             [target(f"count by (status) (azure_backup_item_health_status{i} == 1)", "{{status}}")],
+             overrides=color_overrides(HEALTH_COLORS), text_mode="value_and_name"),
         panel("bargauge", "Backup success ratio per vault",
               "Backup jobs that ended Completed or CompletedWithWarnings, out of those that ended "
               "Completed, CompletedWithWarnings or Failed, over the dashboard's time range (Cancelled "
               "jobs are left out). Counts only jobs that finished while the exporter watched.",
-              grid(0, 4, 8, 8),
+              grid(0, 8, 8, 8),
               [target(f"{by_vault} (increase(azure_backup_jobs_finished_total{succeeded}[$__range]))\n/\n"
                       f"({by_vault} (increase(azure_backup_jobs_finished_total{outcome}[$__range])) > 0)",
                       "{{vault}}", instant=True)],
@@ -485,17 +553,28 @@ def overview() -> Json:
         timeseries("Jobs finished per hour by status",
                    "Jobs of all operations that reached a final status, per hour (per interval on long "
                    "time ranges).",
-                   grid(8, 4, 16, 8),
+                   grid(8, 8, 16, 8),
                    [target(f"sum by (status) (increase(azure_backup_jobs_finished_total{v}[$__interval]))",
                            "{{status}}")],
                    unit="short", bars=True, stacked=True, overrides=status_color_overrides(), interval="1h"),
         table("Backup items",
-              "Every backup item with its latest Backup job. Click an item for its dashboard.",
-              grid(0, 12, 24, 10),
+              "Every protected item, and any other item with a job in the lookback window: protection "
+              "state and health from the protected-items list, the latest Backup job, the age of the last "
+              "successful backup and of the last recovery point. Click an item for its dashboard.",
+              grid(0, 16, 24, 12),
               [
+                  target(f"{by_item} (azure_backup_item_info{i})", instant=True, table=True),
                   target(f"max by ({ITEM_LABELS}, status) (azure_backup_job_last_status{i_backup} == 1)",
                          instant=True, table=True),
+                  target(f"max by ({ITEM_LABELS}, state) (azure_backup_item_protection_state{i} == 1)",
+                         instant=True, table=True),
+                  # health_status has a `status` label like job_last_status: copy it to a column of its own.
+                  target(f"max by ({ITEM_LABELS}, health) "
+                         f"(label_join(azure_backup_item_health_status{i} == 1, \"health\", \"\", \"status\"))",
+                         instant=True, table=True),
                   target(f"time() - {by_item} (azure_backup_last_successful_backup_timestamp_seconds{i})",
+                         instant=True, table=True),
+                  target(f"time() - {by_item} (azure_backup_item_last_recovery_point_timestamp_seconds{i})",
                          instant=True, table=True),
                   target(f"{by_item} (azure_backup_job_last_duration_seconds{i_backup})",
                          instant=True, table=True),
@@ -505,24 +584,33 @@ def overview() -> Json:
               ],
               overrides=[
                   by_name("backup_item", item_link()),
+                  column("state", "Protection state", colored_text(),
+                         {"id": "mappings", "value": text_mappings(PROTECTION_STATE_COLORS)}),
+                  column("health", "Health", colored_text(),
+                         {"id": "mappings", "value": text_mappings(HEALTH_COLORS)}),
                   column("status", "Last status", colored_text(),
-                         {"id": "mappings", "value": status_text_mappings()}),
-                  column("Value #B", "Last success age", unit("s"), colored_text(),
+                         {"id": "mappings", "value": status_text_mappings()},
+                         {"id": "noValue", "value": "no recent job"}),
+                  column("Value #E", "Last success age", unit("s"), colored_text(),
                          {"id": "noValue", "value": "never"},
                          {"id": "thresholds",
                           "value": thresholds((None, "green"), (OVERDUE_SECONDS, "red"))}),
-                  column("Value #C", "Last duration", unit("s")),
-                  column("Value #D", "Last size", unit("bytes")),
-                  column("Value #E", "Last backup started", unit("dateTimeFromNow")),
+                  column("Value #F", "Last recovery point age", unit("s"), colored_text(),
+                         {"id": "noValue", "value": "none"},
+                         {"id": "thresholds",
+                          "value": thresholds((None, "green"), (OVERDUE_SECONDS, "red"))}),
+                  column("Value #G", "Last duration", unit("s")),
+                  column("Value #H", "Last size", unit("bytes")),
+                  column("Value #I", "Last backup started", unit("dateTimeFromNow")),
               ],
-              hide=("Time", "Value #A"),
+              hide=("Time", "Value #A", "Value #B", "Value #C", "Value #D"),
               order=("subscription_id", "resource_group", "vault", "backup_management_type", "backup_item",
-                     "status", "Value #B", "Value #C", "Value #D", "Value #E"),
+                     "state", "health", "status", "Value #E", "Value #F", "Value #G", "Value #H", "Value #I"),
               sort_by="Last success age"),
         timeseries("Backup job duration quantiles",
                    "Quantiles of the durations of Backup jobs that finished in each hour (estimated "
                    "from the histogram buckets, 1 min to 1 day).",
-                   grid(0, 22, 12, 8),
+                   grid(0, 28, 12, 8),
                    [target(f"histogram_quantile({q}, sum by (le) (increase("
                            f"azure_backup_job_duration_seconds_bucket{v_backup}[$__interval]))) > 0",
                            f"p{round(float(q) * 100)}")
@@ -530,14 +618,14 @@ def overview() -> Json:
                    unit="s", interval="1h", points=True),
         timeseries("Data transferred per day",
                    "Backup Size of the jobs that finished each day, per vault.",
-                   grid(12, 22, 12, 8),
+                   grid(12, 28, 12, 8),
                    [target(f"{by_vault} (increase(azure_backup_transferred_bytes_total{v}[$__interval]))",
                            "{{resource_group}}/{{vault}}")],
                    unit="bytes", bars=True, stacked=True, interval="1d"),
     ]
     return dashboard(
         OVERVIEW_UID, "Azure Backup / Overview",
-        "Backup jobs of Azure Recovery Services vaults, from azure-backup-exporter.",
+        "Backup jobs and protected items of Azure Recovery Services vaults, from azure-backup-exporter.",
         time_from="now-7d", variables=chain_variables(item="multi"), panels=panels)
 
 
@@ -561,12 +649,17 @@ def backup_item() -> Json:
     i_backup = sel(*matchers, BACKUP_OP)
     per_op = "max by (backup_management_type, operation)"
     panels = [
-        stat("Last backup status", "Status of the latest Backup job of the item.", grid(0, 0, 6, 4),
-             [target(f"max by (status) (azure_backup_job_last_status{i_backup} == 1)", "{{status}}")],
-             overrides=status_color_overrides(), text_mode="name", color_mode="background"),
+        stat("Last backup status",
+             "Status of the latest Backup job of the item; without a job in the lookback window, the "
+             "item's lastBackupStatus from the protected-items list.", grid(0, 0, 6, 4),
+             # `or on ()`: the item's own status only when there is no job status at all.
+             [target(f"max by (status) (azure_backup_job_last_status{i_backup} == 1)\nor on ()\n"
+                     f"max by (status) (azure_backup_item_last_backup_status{i} == 1)", "{{status}}")],
+             overrides=color_overrides(ITEM_BACKUP_STATUS_COLORS), text_mode="name", color_mode="background"),
         stat("Since last successful backup",
-             "Time since the latest Backup job that ended Completed or CompletedWithWarnings; red after "
-             "26 hours.", grid(6, 0, 6, 4),
+             "Time since the item's last successful backup: the newest of its latest Backup job that ended "
+             "Completed or CompletedWithWarnings, its lastBackupTime when that backup succeeded, and its last "
+             "recovery point. Red after 26 hours.", grid(6, 0, 6, 4),
              [target(f"time() - max(azure_backup_last_successful_backup_timestamp_seconds{i})")],
              unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="never"),
         stat("Last backup duration", "Duration of the latest Backup job (elapsed so far while it runs).",
@@ -575,22 +668,38 @@ def backup_item() -> Json:
         stat("Last backup size", "Backup Size of the latest Backup job, where Azure reports it.",
              grid(18, 0, 6, 4),
              [target(f"max(azure_backup_job_last_size_bytes{i_backup})")], unit="bytes"),
+        stat("Protection state", "The item's protection state, from the protected-items list.",
+             grid(0, 4, 6, 4),
+             [target(f"max by (state) (azure_backup_item_protection_state{i} == 1)", "{{state}}")],
+             overrides=color_overrides(PROTECTION_STATE_COLORS), text_mode="name", color_mode="background"),
+        stat("Health", "The item's health: healthStatus, or protectedItemHealthStatus for workload items "
+             "such as SQL and HANA databases.", grid(6, 4, 6, 4),
+             [target(f"max by (status) (azure_backup_item_health_status{i} == 1)", "{{status}}")],
+             overrides=color_overrides(HEALTH_COLORS), text_mode="name", color_mode="background"),
+        stat("Policy", "The item's backup policy and its protected-item type.", grid(12, 4, 6, 4),
+             [target(f"max by (policy, item_type) (azure_backup_item_info{i})", "{{policy}} ({{item_type}})")],
+             text_mode="name", color_mode="none"),
+        stat("Since last recovery point",
+             "Time since the item's last recovery point (lastRecoveryPoint), where Azure gives it; red after "
+             "26 hours.", grid(18, 4, 6, 4),
+             [target(f"time() - max(azure_backup_item_last_recovery_point_timestamp_seconds{i})")],
+             unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="none"),
         state_timeline("Job status history",
                        "Status of the latest job of each operation over time, as the exporter saw it.",
-                       grid(0, 4, 24, 7),
+                       grid(0, 8, 24, 7),
                        [target(status_code_expr(matchers), "{{operation}}")],
                        mappings=status_code_mappings()),
         timeseries("Job duration", "Duration of the latest job of each operation (grows while it runs).",
-                   grid(0, 11, 12, 8),
+                   grid(0, 15, 12, 8),
                    [target(f"{per_op} (azure_backup_job_last_duration_seconds{i})", "{{operation}}")],
                    unit="s", step_line=True),
         timeseries("Backup size", "Backup Size of the latest job of each operation.",
-                   grid(12, 11, 12, 8),
+                   grid(12, 15, 12, 8),
                    [target(f"{per_op} (azure_backup_job_last_size_bytes{i})", "{{operation}}")],
                    unit="bytes", step_line=True),
         table("Latest job per operation",
               "The latest job of each operation: job ID (for `az backup job show`), status and times.",
-              grid(0, 19, 14, 8),
+              grid(0, 23, 14, 8),
               [
                   target("max by (backup_management_type, operation, job_id, job_type, container, "
                          f"workload_type) (azure_backup_job_last_info{i})", instant=True, table=True),
@@ -613,7 +722,7 @@ def backup_item() -> Json:
               order=("operation", "status", "Value #C", "Value #D", "Value #E", "job_id", "job_type",
                      "backup_management_type", "container", "workload_type")),
         table("Tasks of the latest job", "Tasks of the latest job of each operation with their status.",
-              grid(14, 19, 10, 8),
+              grid(14, 23, 10, 8),
               [target("max by (backup_management_type, operation, task, status) "
                       f"(azure_backup_job_last_task_status{i})", instant=True, table=True)],
               overrides=[column("status", "Status", colored_text(),
@@ -623,7 +732,8 @@ def backup_item() -> Json:
     ]
     return dashboard(
         ITEM_UID, "Azure Backup / Backup item",
-        "One backup item of an Azure Recovery Services vault: job history, durations, sizes and tasks.",
+        "One backup item of an Azure Recovery Services vault: protection state, health, policy, job history, "
+        "durations, sizes and tasks.",
         time_from="now-7d", variables=chain_variables(single_vault=True, item="single"), panels=panels)
 
 
