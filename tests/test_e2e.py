@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job
+from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_protected_item
 
 from .conftest import SUB_A, SUB_B
 from .dashboard_queries import load_dashboards, panel_queries
@@ -33,6 +33,7 @@ RULES = ROOT / "alerts" / "azure-backup.rules.yml"
 JOB = "azure-backup-exporter"
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
 
 # Panels that may have no series in this estate, by title, with the reason; every other panel must
 # return data. None so far: the estate was built so that every panel has something to show.
@@ -97,6 +98,26 @@ def estate() -> FakeEstate:  # type: ignore[override]
                                       backup_management_type="AzureStorage", status="Completed",
                                       start=NOW - 3 * H, end=NOW - 3 * H + timedelta(minutes=3),
                                       duration="PT3M", size="0 MB", tasks=[("Backup", "Completed")]))
+    # vm-old: its only backup job is 9 days old, outside the 7-day lookback -> no job series, but its
+    # protected item still knows the last success -> AzureBackupNoRecentSuccessfulBackup
+    estate.add_job(prod.name, _backup(prod, 8, "vm-old", NOW - 9 * 24 * H, "Completed"))
+    # vm-retired: protection stopped on purpose long ago -> must not page for missing backups
+    items = [
+        (prod, "vm-web", "Failed", NOW - 6 * H + 40 * MIN, NOW - 48 * H + 40 * MIN, "ActionRequired", "Protected"),
+        (prod, "vm-db", "Completed", NOW - 5 * H + 40 * MIN, NOW - 5 * H + 40 * MIN, "Passed", "Protected"),
+        (prod, "vm-app", "Completed", NOW - 26 * H + 40 * MIN, NOW - 26 * H + 40 * MIN, "Passed", "Protected"),
+        (prod, "vm-old", "Completed", NOW - 9 * 24 * H + 40 * MIN, NOW - 9 * 24 * H + 40 * MIN, "Passed",
+         "Protected"),
+        (prod, "vm-retired", "Completed", NOW - 60 * 24 * H, NOW - 60 * 24 * H, "Passed", "ProtectionStopped"),
+    ]
+    for vault, name, status, last_backup, recovery_point, health, state in items:
+        estate.add_item(vault.name, make_protected_item(
+            vault=vault, friendly_name=name, last_backup_status=status, last_backup_time=last_backup,
+            last_recovery_point=recovery_point, health_status=health, protection_state=state, policy="DailyPolicy"))
+    estate.add_item(dev.name, make_protected_item(
+        vault=dev, item_type="AzureFileShareProtectedItem", friendly_name="files-share",
+        last_backup_status="Completed", last_backup_time=NOW - 3 * H, last_recovery_point=NOW - 3 * H,
+        health_status="Passed", policy="FilesDaily"))
     return estate
 
 
@@ -191,6 +212,32 @@ def test_failed_backup_pages_through_alertmanager(stack: dict[str, Any]) -> None
     assert alert["operation"] == "Backup"
     assert alert["severity"] == "critical"
     assert alert["subscription_id"] == SUB_A and alert["resource_group"] == "rg-prod"
+
+
+def test_item_without_recent_jobs_pages_for_its_missing_backups(stack: dict[str, Any]) -> None:
+    # vm-old's only success is 9 days old (known from its item alone); vm-web's last success was 47 h ago,
+    # before its failure; vm-retired was stopped on purpose and must not be among them.
+    expected = {"vm-old", "vm-web"}
+
+    def delivered() -> list[dict[str, str]]:
+        alerts = [a for a in _alerts(stack["webhook"]) if a["alertname"] == "AzureBackupNoRecentSuccessfulBackup"]
+        return alerts if {a["backup_item"] for a in alerts} >= expected else []
+
+    alerts = _wait_for("AzureBackupNoRecentSuccessfulBackup for vm-old and vm-web", delivered, timeout=60)
+    time.sleep(2)  # a couple more evaluations: vm-retired must still not be there
+    alerts = delivered()
+    assert {a["backup_item"] for a in alerts} == expected
+    assert all(a["vault"] == "vault-prod" and a["severity"] == "critical" for a in alerts)
+
+
+def test_stopped_protection_is_reported_not_paged_as_missing(stack: dict[str, Any]) -> None:
+    def delivered() -> list[dict[str, str]]:
+        return [a for a in _alerts(stack["webhook"]) if a["alertname"] == "AzureBackupProtectionStopped"]
+
+    alerts = _wait_for("AzureBackupProtectionStopped at the webhook", delivered, timeout=60)
+    assert {a["backup_item"] for a in alerts} == {"vm-retired"}
+    assert not _query(stack["prometheus"], 'ALERTS{alertname="AzureBackupNoRecentSuccessfulBackup",'
+                                            'backup_item="vm-retired"}')
 
 
 def test_healthy_item_raises_nothing(stack: dict[str, Any]) -> None:
