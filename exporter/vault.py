@@ -153,7 +153,7 @@ class VaultState:
                 self.location = discovered.location if discovered else ""
             self._list_items_if_due(client, on_error)
             listed = self._list(client, now, on_error)
-            self._merge(listed, now, on_error)
+            self._merge(listed, now)
             self._fetch_details(client, on_error)
             self._prune(now)
             self.listed_until = now
@@ -209,7 +209,7 @@ class VaultState:
 
     # --- merging ---------------------------------------------------------------------------------
 
-    def _merge(self, listed: dict[str, Job], now: datetime, on_error: ErrorSink) -> None:
+    def _merge(self, listed: dict[str, Job], now: datetime) -> None:
         first = not self.refreshed_once
         if first:
             self.watch_started = now.timestamp()
