@@ -11,16 +11,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from azure.identity import DefaultAzureCredential
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .arm import ArmClient
-from .collector import BackupCollector
+from .collector import BackupCollector, RegistryCollector
+from .exposition import CachedExposition
 from .logsetup import configure_logging
 from .refresher import Refresher
 from .server import ExporterApp, serve
@@ -104,10 +106,17 @@ def _auth_environment() -> dict[str, str]:
     return {name: ("****" if name in SECRET_ENV else os.environ[name]) for name in AUTH_ENV if os.environ.get(name)}
 
 
-def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> tuple[CollectorRegistry, Refresher]:
-    """The exporter's parts, wired: a private registry so registration never calls Azure."""
-    registry = CollectorRegistry()
-    telemetry = Telemetry(registry)
+@dataclass
+class Exporter:
+    registry: CollectorRegistry  # everything, for --once and the uncached path
+    refresher: Refresher
+    exposition: CachedExposition
+
+
+def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> Exporter:
+    """The exporter's parts, wired: private registries, so registration never calls Azure."""
+    telemetry_registry = CollectorRegistry()
+    telemetry = Telemetry(telemetry_registry)
     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
     client = ArmClient(
         settings.arm_url, credential, settings.token_scope, telemetry,
@@ -115,22 +124,26 @@ def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> tu
         jobs_api_version=settings.jobs_api_version, vaults_api_version=settings.vaults_api_version,
         pool_size=settings.concurrency)
     refresher = Refresher(settings, client, telemetry, clock) if clock else Refresher(settings, client, telemetry)
-    registry.register(BackupCollector(refresher))
-    return registry, refresher
+    collector = BackupCollector(refresher)
+    registry = CollectorRegistry()
+    registry.register(RegistryCollector(telemetry_registry))
+    registry.register(collector)
+    return Exporter(registry, refresher, CachedExposition(collector, telemetry_registry))
 
 
 def run_once(settings: Settings) -> int:
-    registry, refresher = build(settings)
-    refresher.refresh_due(time.monotonic() + ONCE_TIMEOUT)
-    sys.stdout.write(generate_latest(registry).decode())
-    refresher.close()
-    return 0 if any(snap.success for snap in refresher.snapshots()) else 1
+    exporter = build(settings)
+    exporter.refresher.refresh_due(time.monotonic() + ONCE_TIMEOUT)
+    sys.stdout.write(b"".join(exporter.exposition.render()).decode())
+    exporter.refresher.close()
+    return 0 if any(snap.success for snap in exporter.refresher.snapshots()) else 1
 
 
 def run_server(settings: Settings) -> int:
-    registry, refresher = build(settings)
+    exporter = build(settings)
+    refresher = exporter.refresher
     host, port = split_listen_address(settings.listen_address)
-    app = ExporterApp(refresher, registry, lambda: [s.ref.path for s in refresher.snapshots()],
+    app = ExporterApp(exporter, lambda: [s.ref.path for s in refresher.snapshots()],
                       settings.scrape_timeout.total_seconds())
     try:
         server, _ = serve(app, host, port)

@@ -12,11 +12,18 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
 from . import catalogue as c
-from .models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, KNOWN_STATUSES, PROTECTION_STATES, Job
+from .models import (
+    ITEM_BACKUP_STATUSES,
+    ITEM_HEALTH_STATUSES,
+    KNOWN_STATUSES,
+    PROTECTION_STATES,
+    Job,
+    VaultRef,
+)
 from .refresher import Refresher
 from .vault import DURATION_BUCKETS, VaultSnapshot
 
@@ -27,6 +34,16 @@ def _gauge(spec: c.MetricSpec) -> GaugeMetricFamily:
 
 def _counter(spec: c.MetricSpec) -> CounterMetricFamily:
     return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+class RegistryCollector(Collector):
+    """Exposes another registry's metrics (the telemetry) inside this one."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.registry.collect())
 
 
 class BackupCollector(Collector):
@@ -40,55 +57,11 @@ class BackupCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshots = self.refresher.snapshots()
-        yield from self._job_families(snapshots)
-        yield from self._item_families(snapshots)
-        yield from self._vault_families(snapshots)
-        yield from self._exporter_families()
+        yield from _merge([vault_data_families(snap) for snap in snapshots])
+        yield from self.status_families(snapshots)
 
-    def _job_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
-        latest = LatestJobFamilies()
-        last_success = _gauge(c.LAST_SUCCESS)
-        jobs = _gauge(c.JOBS)
-        finished = _counter(c.JOBS_FINISHED)
-        durations = HistogramMetricFamily(c.JOB_DURATION.name, c.JOB_DURATION.help, labels=c.JOB_DURATION.labels)
-        transferred = _counter(c.TRANSFERRED)
-        for snap in snapshots:
-            vault = snap.ref.labels
-            for _, job in sorted(snap.latest_jobs().items()):
-                latest.add(vault, job)
-            for (bmt, item), when in sorted(snap.last_success.items()):
-                last_success.add_metric([*vault, bmt, item], when)
-            tally = Tally((j.backup_management_type, j.operation, j.status) for j in snap.jobs)
-            for key, count in sorted(tally.items()):
-                jobs.add_metric([*vault, *key], count)
-            for status_key, count in sorted(snap.stats.finished.items()):
-                finished.add_metric([*vault, *status_key], count)
-            for type_op, counts in sorted(snap.stats.bucket_counts.items()):
-                durations.add_metric([*vault, *type_op], _cumulative(counts), snap.stats.duration_sum[type_op])
-            for type_op, total in sorted(snap.stats.transferred.items()):
-                transferred.add_metric([*vault, *type_op], total)
-        yield from latest.families()
-        yield from (last_success, jobs, finished, durations, transferred)
-
-    def _item_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
-        info, last_backup = _gauge(c.ITEM_INFO), _gauge(c.ITEM_LAST_BACKUP)
-        status, health = _gauge(c.ITEM_LAST_BACKUP_STATUS), _gauge(c.ITEM_HEALTH)
-        protection, recovery_point = _gauge(c.ITEM_PROTECTION_STATE), _gauge(c.ITEM_LAST_RECOVERY_POINT)
-        for snap in snapshots:
-            for item in snap.items:
-                labels = [*snap.ref.labels, item.backup_management_type, item.friendly_name]
-                info.add_metric([*labels, item.item_type, item.workload_type, item.policy, item.container,
-                                 item.source_resource_id], 1)
-                if item.last_backup_time is not None:
-                    last_backup.add_metric(labels, item.last_backup_time)
-                if item.last_recovery_point is not None:
-                    recovery_point.add_metric(labels, item.last_recovery_point)
-                _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status)
-                _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status)
-                _add_enum(protection, labels, PROTECTION_STATES, item.protection_state)
-        yield from (info, last_backup, status, health, protection, recovery_point)
-
-    def _vault_families(self, snapshots: list[VaultSnapshot]) -> Iterator[Metric]:
+    def status_families(self, snapshots: list[VaultSnapshot]) -> list[Metric]:
+        """Vault refresh outcomes and the exporter's own state: they change on every refresh."""
         info, success = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS)
         duration, refreshed = _gauge(c.VAULT_SCRAPE_DURATION), _gauge(c.VAULT_LAST_REFRESH)
         for snap in snapshots:
@@ -103,13 +76,64 @@ class BackupCollector(Collector):
         for found in self.refresher.discoveries():
             if found.success is not None:
                 discovery.add_metric([found.subscription_id], 1 if found.success else 0)
-        yield from (info, success, duration, refreshed, discovery)
-
-    def _exporter_families(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
+        up = GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        yield build
+        return [info, success, duration, refreshed, discovery, up, build]
+
+
+def vault_data_families(snap: VaultSnapshot) -> list[Metric]:
+    """Every job and item family for one vault, in catalogue order; all present, even when empty."""
+    vault, data = snap.ref.labels, snap.data
+    latest = LatestJobFamilies()
+    for _, job in sorted(data.latest_jobs().items()):
+        latest.add(vault, job)
+    last_success = _gauge(c.LAST_SUCCESS)
+    for (bmt, item), when in sorted(data.last_success.items()):
+        last_success.add_metric([*vault, bmt, item], when)
+    jobs = _gauge(c.JOBS)
+    tally = Tally((j.backup_management_type, j.operation, j.status) for j in data.jobs)
+    for key, count in sorted(tally.items()):
+        jobs.add_metric([*vault, *key], count)
+    finished = _counter(c.JOBS_FINISHED)
+    for status_key, count in sorted(data.stats.finished.items()):
+        finished.add_metric([*vault, *status_key], count)
+    durations = HistogramMetricFamily(c.JOB_DURATION.name, c.JOB_DURATION.help, labels=c.JOB_DURATION.labels)
+    for type_op, counts in sorted(data.stats.bucket_counts.items()):
+        durations.add_metric([*vault, *type_op], _cumulative(counts), data.stats.duration_sum[type_op])
+    transferred = _counter(c.TRANSFERRED)
+    for type_op, total in sorted(data.stats.transferred.items()):
+        transferred.add_metric([*vault, *type_op], total)
+    return [*latest.families(), last_success, jobs, finished, durations, transferred, *_item_families(snap)]
+
+
+def _item_families(snap: VaultSnapshot) -> list[Metric]:
+    info, last_backup = _gauge(c.ITEM_INFO), _gauge(c.ITEM_LAST_BACKUP)
+    status, health = _gauge(c.ITEM_LAST_BACKUP_STATUS), _gauge(c.ITEM_HEALTH)
+    protection, recovery_point = _gauge(c.ITEM_PROTECTION_STATE), _gauge(c.ITEM_LAST_RECOVERY_POINT)
+    for item in snap.data.items:
+        labels = [*snap.ref.labels, item.backup_management_type, item.friendly_name]
+        info.add_metric([*labels, item.item_type, item.workload_type, item.policy, item.container,
+                         item.source_resource_id], 1)
+        if item.last_backup_time is not None:
+            last_backup.add_metric(labels, item.last_backup_time)
+        if item.last_recovery_point is not None:
+            recovery_point.add_metric(labels, item.last_recovery_point)
+        _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status)
+        _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status)
+        _add_enum(protection, labels, PROTECTION_STATES, item.protection_state)
+    return [info, last_backup, status, health, protection, recovery_point]
+
+
+def _merge(per_vault: list[list[Metric]]) -> list[Metric]:
+    """One family per metric with every vault's samples, for the registry's (uncached) rendering."""
+    if not per_vault:
+        return vault_data_families(VaultSnapshot(VaultRef("", "", "")))
+    merged = per_vault[0]
+    for families in per_vault[1:]:
+        for target, family in zip(merged, families, strict=True):
+            target.samples.extend(family.samples)
+    return merged
 
 
 class LatestJobFamilies:

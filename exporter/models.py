@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -71,13 +72,13 @@ class VaultRef:
         return (self.subscription_id, self.resource_group, self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     name: str
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """One backup job: the common fields of every jobType, plus details once fetched."""
 
@@ -110,7 +111,8 @@ class Job:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+    # Interned: the same item, type, operation and status names recur in every job of a vault.
+    return sys.intern(value) if isinstance(value, str) else ""
 
 
 def _optional(props: Mapping[str, Any], field: str, parser: Callable[[str], float],
@@ -129,7 +131,7 @@ def _optional(props: Mapping[str, Any], field: str, parser: Callable[[str], floa
 def _container(props: Mapping[str, Any]) -> str:
     for key in ("containerName", "dpmServerName", "mabServerName", "storageAccountName"):
         if isinstance(props.get(key), str) and props[key]:
-            return str(props[key])
+            return _text(props[key])
     return ""
 
 
@@ -185,13 +187,13 @@ def _tasks(props: Mapping[str, Any], on_error: ErrorSink) -> tuple[Task, ...] | 
     parsed = []
     for task in tasks:
         if isinstance(task, Mapping) and isinstance(task.get("taskId"), str):
-            parsed.append(Task(task["taskId"], _text(task.get("status"))))
+            parsed.append(Task(_text(task["taskId"]), _text(task.get("status"))))
         else:
             on_error("tasksList")
     return tuple(parsed)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProtectedItem:
     """One protected item (VM, file share, database, MARS or DPM source) with its health."""
 

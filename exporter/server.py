@@ -9,13 +9,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from . import __version__
-from .refresher import Refresher
+from .exposition import gzip_chunks
+
+if TYPE_CHECKING:
+    from .__main__ import Exporter
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -33,10 +38,10 @@ def scrape_deadline(environ: Environ, default_timeout: float, now: float) -> flo
 
 
 class ExporterApp:
-    def __init__(self, refresher: Refresher, registry: CollectorRegistry, vault_names: Callable[[], list[str]],
-                 default_timeout: float) -> None:
-        self.refresher = refresher
-        self.metrics_app = make_wsgi_app(registry)
+    def __init__(self, exporter: Exporter, vault_names: Callable[[], list[str]], default_timeout: float) -> None:
+        self.refresher = exporter.refresher
+        self.exposition = exporter.exposition
+        self.registry_app = make_wsgi_app(exporter.registry)
         self.vault_names = vault_names
         self.default_timeout = default_timeout
 
@@ -44,8 +49,7 @@ class ExporterApp:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             self.refresher.refresh_due(scrape_deadline(environ, self.default_timeout, time.monotonic()))
-            body: Iterable[bytes] = self.metrics_app(environ, start_response)
-            return body
+            return self._metrics(environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "OK\n")
         if path == "/-/ready":
@@ -55,6 +59,21 @@ class ExporterApp:
         if path == "/":
             return _text(start_response, "200 OK", self._landing_page(), "text/html; charset=utf-8")
         return _text(start_response, "404 Not Found", "Not found\n")
+
+    def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD") or "name[]" in parse_qs(
+                environ.get("QUERY_STRING", "")):
+            # name[] filtering and odd methods: prometheus_client's own (uncached) handling.
+            body: Iterable[bytes] = self.registry_app(environ, start_response)
+            return body
+        _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        chunks = self.exposition.render(openmetrics=content_type.startswith("application/openmetrics-text"))
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            headers.append(("Content-Encoding", "gzip"))
+            chunks = gzip_chunks(chunks)
+        start_response("200 OK", headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else chunks
 
     def _landing_page(self) -> str:
         vaults = "".join(f"<li>{html.escape(name)}</li>" for name in self.vault_names()) or "<li>none yet</li>"

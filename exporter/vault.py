@@ -89,21 +89,29 @@ def job_duration(job: Job) -> float | None:
 
 
 @dataclass(frozen=True)
+class VaultData:
+    """A vault's job and item data. A refresh that changes nothing keeps the same object, so what was
+    rendered from it can be reused (identity is the cache key)."""
+
+    jobs: tuple[Job, ...] = ()
+    items: tuple[ProtectedItem, ...] = ()
+    last_success: MappingProxyType[ItemKey, float] = field(default_factory=lambda: MappingProxyType({}))
+    stats: FinishedStats = field(default_factory=FinishedStats)
+
+    def latest_jobs(self) -> dict[SeriesKey, Job]:
+        return latest_by_series(self.jobs)
+
+
+@dataclass(frozen=True)
 class VaultSnapshot:
     """What the collector renders for one vault: immutable, replaced whole after each refresh."""
 
     ref: VaultRef
     location: str = ""
-    jobs: tuple[Job, ...] = ()
-    items: tuple[ProtectedItem, ...] = ()
-    last_success: MappingProxyType[ItemKey, float] = field(default_factory=lambda: MappingProxyType({}))
-    stats: FinishedStats = field(default_factory=FinishedStats)
+    data: VaultData = field(default_factory=VaultData)
     success: bool | None = None  # None: never refreshed
     duration: float = 0.0
     last_refresh: float | None = None  # when data was last refreshed successfully
-
-    def latest_jobs(self) -> dict[SeriesKey, Job]:
-        return latest_by_series(self.jobs)
 
 
 def latest_by_series(jobs: Any) -> dict[SeriesKey, Job]:
@@ -154,16 +162,23 @@ class VaultState:
             self._list_items_if_due(client, on_error)
             listed = self._list(client, now, on_error)
             self._merge(listed, now)
-            self._fetch_details(client, on_error)
             self._prune(now)
+            # Status, start and end come from the list: publish them before the slower detail requests.
+            self._publish(success=self.snapshot.success, duration=self.snapshot.duration, refreshed=None)
+            self._fetch_details(client, on_error)
             self.listed_until = now
         except ArmError:
             self.mark_failed(time.perf_counter() - started)
             raise
-        self.snapshot = VaultSnapshot(
-            self.ref, self.location, tuple(self.jobs.values()), self.items, self._merged_last_success(),
-            self.stats.copy(), True, time.perf_counter() - started, now.timestamp())
+        self._publish(success=True, duration=time.perf_counter() - started, refreshed=now.timestamp())
         return self.snapshot
+
+    def _publish(self, success: bool | None, duration: float, refreshed: float | None) -> None:
+        data = VaultData(tuple(self.jobs.values()), self.items, self._merged_last_success(), self.stats.copy())
+        if data == self.snapshot.data:
+            data = self.snapshot.data  # unchanged: keep the identity, so the rendered text is reused
+        self.snapshot = VaultSnapshot(self.ref, self.location, data, success, duration,
+                                      refreshed if refreshed is not None else self.snapshot.last_refresh)
 
     # --- protected items -------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.__main__ import build
+from exporter.exposition import CachedExposition
 from exporter.fakearm import FakeArm, FakeEstate
 from exporter.refresher import Refresher
 from exporter.settings import load_settings
@@ -53,11 +54,17 @@ def arm(estate: FakeEstate, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm
 class Exporter:
     registry: CollectorRegistry
     refresher: Refresher
+    exposition: CachedExposition
 
     def scrape(self, timeout: float = 60.0) -> str:
-        """What Prometheus would get: refresh what is due, then render the text exposition."""
+        """What Prometheus would get: refresh what is due, then render the text exposition.
+
+        Rendered both ways, the cached production path and prometheus_client's, which must agree.
+        """
         self.refresher.refresh_due(time.monotonic() + timeout)
-        return generate_latest(self.registry).decode()
+        fast = b"".join(self.exposition.render()).decode()
+        assert fast == generate_latest(self.registry).decode()
+        return fast
 
     def value(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)
@@ -69,8 +76,8 @@ def make_exporter(arm: FakeArm) -> Iterator[Callable[..., Exporter]]:
 
     def factory(clock: Callable[[], datetime] | None = None, **overrides: str) -> Exporter:
         settings = load_settings(overrides={"resource_manager_url": arm.url, "refresh_interval": "0s", **overrides})
-        registry, refresher = build(settings, clock=clock)
-        exporter = Exporter(registry, refresher)
+        built = build(settings, clock=clock)
+        exporter = Exporter(built.registry, built.refresher, built.exposition)
         made.append(exporter)
         return exporter
 

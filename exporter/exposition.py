@@ -1,0 +1,102 @@
+"""Fast, cached rendering of /metrics.
+
+prometheus_client formats every sample on every scrape (tens of microseconds each), which
+at 20,000 backup items is most of a minute. Job and item data change only when a vault's
+refresh finds something new, so each vault's sample lines are formatted once and reused
+until its data changes. The output is byte for byte what prometheus_client renders (a test
+holds them equal), in the text format 0.0.4 or OpenMetrics; both share the sample lines.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.utils import floatToGoString
+
+from .collector import BackupCollector, vault_data_families
+from .models import VaultRef
+from .vault import VaultData, VaultSnapshot
+
+OPENMETRICS_EOF = b"# EOF\n"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def sample_lines(metric: Metric) -> bytes:
+    """The family's samples as exposition lines (the same in both formats for our families)."""
+    lines = []
+    for sample in metric.samples:
+        labels = ""
+        if sample.labels:
+            labels = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(sample.labels.items())) + "}"
+        lines.append(f"{sample.name}{labels} {floatToGoString(sample.value)}\n")  # type: ignore[no-untyped-call]
+    return "".join(lines).encode()
+
+
+def header(metric: Metric, openmetrics: bool) -> bytes:
+    # The text format names a counter family by its _total sample; OpenMetrics by the bare name.
+    name = metric.name + "_total" if metric.type == "counter" and not openmetrics else metric.name
+    help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {help_text}\n# TYPE {name} {metric.type}\n".encode()
+
+
+class CachedExposition:
+    """Renders the registry's output from per-vault cached chunks; see the module docstring."""
+
+    def __init__(self, collector: BackupCollector, telemetry: CollectorRegistry) -> None:
+        self.collector = collector
+        self.telemetry = telemetry
+        self._lock = threading.Lock()
+        self._families = vault_data_families(VaultSnapshot(VaultRef("", "", "")))  # names, types, HELP
+        # vault key -> (the data it was rendered from, its sample lines per family)
+        self._cache: dict[str, tuple[VaultData, list[bytes]]] = {}
+
+    def render(self, openmetrics: bool = False) -> Iterator[bytes]:
+        """The exposition as chunks (never joined: at 20,000 items it is over 100 MB)."""
+        snapshots = self.collector.refresher.snapshots()
+        per_vault = [self._vault_chunks(snap) for snap in snapshots]
+        self._forget_vaults_not_in(snapshots)
+        telemetry = (generate_openmetrics if openmetrics else generate_latest)(self.telemetry)
+        yield telemetry.removesuffix(OPENMETRICS_EOF)
+        for index, metric in enumerate(self._families):
+            yield header(metric, openmetrics)
+            for chunks in per_vault:
+                yield chunks[index]
+        for metric in self.collector.status_families(snapshots):
+            yield header(metric, openmetrics) + sample_lines(metric)
+        if openmetrics:
+            yield OPENMETRICS_EOF
+
+    def _vault_chunks(self, snap: VaultSnapshot) -> list[bytes]:
+        key = snap.ref.key
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is snap.data:
+            return cached[1]
+        chunks = [sample_lines(metric) for metric in vault_data_families(snap)]
+        with self._lock:
+            self._cache[key] = (snap.data, chunks)
+        return chunks
+
+    def _forget_vaults_not_in(self, snapshots: list[VaultSnapshot]) -> None:
+        keep = {snap.ref.key for snap in snapshots}
+        with self._lock:
+            for key in [k for k in self._cache if k not in keep]:
+                del self._cache[key]
+
+
+def gzip_chunks(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
+    """gzip as a stream, so the whole exposition is never held twice."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    for chunk in chunks:
+        compressed = compressor.compress(chunk)
+        if compressed:
+            yield compressed
+    yield compressor.flush()
