@@ -24,12 +24,14 @@ from .arm import ArmClient
 from .collector import BackupCollector, RegistryCollector
 from .exposition import CachedExposition
 from .logsetup import configure_logging
+from .ratelimit import RateLimiter
 from .refresher import Refresher
 from .server import ExporterApp, serve
 from .settings import Settings, SettingsError, env_name, load_settings, split_listen_address
 from .telemetry import Telemetry
 
 log = logging.getLogger("exporter")
+RATE_LIMIT_BURST = 100.0  # of ARM's 250-read bucket per subscription, the exporter may spend 100 at once
 ONCE_TIMEOUT = 600.0  # --once and the start-up refresh wait this long at most for every vault
 # azure-identity's environment variables; --check-config shows which are set, secrets masked.
 AUTH_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
@@ -122,7 +124,8 @@ def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> Ex
         settings.arm_url, credential, settings.token_scope, telemetry,
         timeout=settings.request_timeout.total_seconds(), user_agent=f"azure-backup-exporter/{__version__}",
         jobs_api_version=settings.jobs_api_version, vaults_api_version=settings.vaults_api_version,
-        pool_size=settings.concurrency)
+        pool_size=settings.concurrency,
+        limiter=RateLimiter(rate=settings.rate_limit, burst=RATE_LIMIT_BURST))
     refresher = Refresher(settings, client, telemetry, clock) if clock else Refresher(settings, client, telemetry)
     collector = BackupCollector(refresher)
     registry = CollectorRegistry()

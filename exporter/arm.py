@@ -21,6 +21,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from .models import VaultRef
+from .ratelimit import RateLimiter
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class AuthError(ArmError):
 
 class _RequestContext(threading.local):
     operation: str = ""
+    subscription: str = ""
     deadline: float = 0.0
 
 
@@ -80,7 +82,8 @@ class ArmClient:
     def __init__(self, base_url: str, credential: TokenCredential, scope: str, telemetry: Telemetry, *,
                  timeout: float = 20.0, user_agent: str = "azure-backup-exporter",
                  jobs_api_version: str = "2025-02-01", vaults_api_version: str = "2025-02-01",
-                 max_retries: int = 4, retry_budget: float = 60.0, pool_size: int = 8) -> None:
+                 max_retries: int = 4, retry_budget: float = 60.0, pool_size: int = 8,
+                 limiter: RateLimiter | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._origin = _origin(self.base_url)
         self._credential = credential
@@ -91,6 +94,7 @@ class ArmClient:
         self.jobs_api_version = jobs_api_version
         self.vaults_api_version = vaults_api_version
         self.context = _RequestContext()
+        self.limiter = limiter or RateLimiter(rate=0, burst=0)
         self._token_lock = threading.Lock()
         self._token: tuple[str, float] | None = None
         self.session = requests.Session()
@@ -127,8 +131,17 @@ class ArmClient:
         """Called by the retry policy for each response it absorbs, so none goes uncounted."""
         if response is None:
             self._telemetry.record_failure(self.context.operation)
-        else:
-            self._telemetry.record_response(self.context.operation, response.status, dict(response.headers))
+            return
+        self._telemetry.record_response(self.context.operation, response.status, dict(response.headers))
+        if response.status == 429:
+            self._pause_subscription(self.context.subscription, response.headers.get("Retry-After"))
+
+    def _pause_subscription(self, subscription: str, retry_after: str | None) -> None:
+        try:
+            seconds = float(retry_after) if retry_after else 1.0
+        except ValueError:
+            seconds = 1.0
+        self.limiter.pause(subscription, min(seconds, 60.0))
 
     def get_json(self, operation: str, url: str) -> Mapping[str, Any]:
         """GET an absolute ARM URL and return its JSON object; raises ArmError on any failure."""
@@ -136,6 +149,8 @@ class ArmClient:
             raise ArmError(f"refusing to send the token to {_show(url)}: not the ARM endpoint {self.base_url}")
         headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
         self.context.operation = operation
+        self.context.subscription = _subscription_of(url)
+        self.limiter.acquire(self.context.subscription)
         self.context.deadline = time.monotonic() + self._retry_budget
         started = time.perf_counter()
         try:
@@ -146,6 +161,8 @@ class ArmClient:
         finally:
             self._telemetry.api_duration.labels(operation).observe(time.perf_counter() - started)
         self._telemetry.record_response(operation, response.status_code, dict(response.headers))
+        if response.status_code == 429:
+            self._pause_subscription(self.context.subscription, response.headers.get("Retry-After"))
         if response.status_code == 401:
             self.forget_token()
         if response.status_code != 200:
@@ -207,6 +224,15 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
     return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+
+
+def _subscription_of(url: str) -> str:
+    """The subscription a request spends ARM's budget of ('' for tenant-level calls)."""
+    parts = urlsplit(url).path.split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part.lower() == "subscriptions":
+            return parts[index + 1].lower()
+    return ""
 
 
 def _show(url: str) -> str:

@@ -107,9 +107,9 @@ class Refresher:
     def _submit_due_vaults(self) -> list[Future[None]]:
         interval = self.settings.refresh_interval.total_seconds()
         with self._lock:
-            for key, state in self._states.items():
-                if self._due(key, interval):
-                    self._submit(key, self._refresh_vault, state)
+            for state in _interleaved_by_subscription(self._states.values()):
+                if self._due(state.ref.key, interval):
+                    self._submit(state.ref.key, self._refresh_vault, state)
             return [f for k, f in self._inflight.items() if not k.startswith("discovery:")]
 
     def ready(self) -> bool:
@@ -197,3 +197,17 @@ class Refresher:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _interleaved_by_subscription(states: Iterable[VaultState]) -> list[VaultState]:
+    """One vault of each subscription in turn: ARM's budget is per subscription, so spread the workers."""
+    queues: dict[str, list[VaultState]] = {}
+    for state in sorted(states, key=lambda s: s.ref.key):
+        queues.setdefault(state.ref.subscription_id, []).append(state)
+    ordered: list[VaultState] = []
+    while queues:
+        for sub in list(queues):
+            ordered.append(queues[sub].pop(0))
+            if not queues[sub]:
+                del queues[sub]
+    return ordered

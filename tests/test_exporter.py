@@ -354,3 +354,12 @@ def test_no_token_leaves_the_arm_endpoint_in_any_request(two_vaults: tuple[FakeV
     agents = {r.headers.get("User-Agent", "") for r in arm.requests if not r.path.startswith("/msi")}
     assert agents and all(a.startswith("azure-backup-exporter/") for a in agents)
     assert requests.get(f"{arm.url}/subscriptions", timeout=5).status_code == 401  # the fake checks tokens
+
+
+def test_vaults_are_refreshed_one_subscription_at_a_time_in_turn(
+        estate: FakeEstate, arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    vaults = [estate.add_vault(sub, "rg", f"vault-{sub[0]}{n}") for sub in (SUB_A, SUB_B) for n in range(3)]
+    exporter = make_exporter(fixed_clock(NOW), vaults=",".join(v.id for v in vaults), concurrency="1")
+    exporter.scrape()
+    order = [r.path.rsplit("/", 1)[1] for r in arm.requests if r.path.rsplit("/", 2)[1] == "vaults"]
+    assert order == ["vault-10", "vault-20", "vault-11", "vault-21", "vault-12", "vault-22"]
