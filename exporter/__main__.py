@@ -47,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Every setting is also read from AZURE_BACKUP_EXPORTER_<NAME>; flags win.")
     parser.add_argument("--config.file", dest="config_file", type=Path, help="YAML file with settings")
     parser.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve on")
+    parser.add_argument("--shard", dest="shard_spec", metavar="I/N",
+                        help="watch only shard I of N (AZURE_BACKUP_EXPORTER_SHARD and _SHARDS)")
     for name, field in Settings.model_fields.items():
-        if name != "listen_address":
+        if name not in ("listen_address", "shard", "shards"):
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE",
                                 help=f"{env_name(name)} (default: {_default_text(field.default)})")
     parser.add_argument("--once", action="store_true", help="refresh once, print the metrics, exit")
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items()
                  if v is not None and k in Settings.model_fields}
+    if args.shard_spec is not None:
+        shard, _, shards = args.shard_spec.partition("/")
+        overrides.update(shard=shard, shards=shards or "1")
     demo = None
     if args.demo:
         demo = _start_demo(overrides)

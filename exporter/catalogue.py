@@ -139,6 +139,10 @@ API_RATELIMIT = _spec(
 PARSE_ERRORS = _spec(
     "azure_backup_parse_errors", "counter", ("field",),
     "Values from Azure that did not parse; only that field was dropped.")
+SHARD_INFO = _spec(
+    "azure_backup_exporter_shard_info", "gauge", ("shard", "shards"),
+    "Which share of the vaults this replica watches (vaults whose ID hashes to shard, mod shards); "
+    "always 1.")
 BUILD_INFO = _spec(
     "azure_backup_exporter_build_info", "gauge", ("version", "python_version"),
     "Version of the exporter; always 1.")
@@ -148,7 +152,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, JOBS, JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
     ITEM_LAST_RECOVERY_POINT, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
-    DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS, BUILD_INFO,
+    DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS, SHARD_INFO, BUILD_INFO,
 )
 
 

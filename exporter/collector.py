@@ -77,9 +77,12 @@ class BackupCollector(Collector):
             if found.success is not None:
                 discovery.add_metric([found.subscription_id], 1 if found.success else 0)
         up = GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
+        shard = _gauge(c.SHARD_INFO)
+        settings = self.refresher.settings
+        shard.add_metric([str(settings.shard), str(settings.shards)], 1)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        return [info, success, duration, refreshed, discovery, up, build]
+        return [info, success, duration, refreshed, discovery, up, shard, build]
 
 
 def vault_data_families(snap: VaultSnapshot) -> list[Metric]:

@@ -44,7 +44,8 @@ class Refresher:
         self.telemetry = telemetry
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="refresh")
-        self._configured = {ref.key: ref for ref in settings.vault_refs}
+        # Discovery still lists every vault; a replica keeps only those of its shard.
+        self._configured = {ref.key: ref for ref in settings.vault_refs if settings.owns(ref)}
         self._states = {key: self._new_state(ref) for key, ref in self._configured.items()}
         self._discoveries = {sub: Discovery(sub, {}) for sub in settings.subscriptions}
         self._inflight: dict[str, Future[None]] = {}
@@ -167,7 +168,8 @@ class Refresher:
             wanted: dict[str, tuple[VaultRef, str]] = {k: (r, "") for k, r in self._configured.items()}
             for discovery in self._discoveries.values():
                 for key, found in discovery.vaults.items():
-                    wanted.setdefault(key, found)
+                    if self.settings.owns(found[0]):
+                        wanted.setdefault(key, found)
             for key in set(self._states) - set(wanted):
                 log.info("vault=%s no longer found; its series are dropped", self._states[key].ref.name)
                 del self._states[key]

@@ -6,6 +6,7 @@ Everything is validated once at start; `SettingsError` carries one line naming t
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -100,7 +101,9 @@ class Settings(BaseSettings):
     cloud: str = "AzureCloud"
     resource_manager_url: str | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
-    rate_limit: float = Field(default=20.0, ge=0)  # ARM reads per second per subscription; 0 turns it off
+    rate_limit: float = Field(default=20.0, ge=0)
+    shard: int = Field(default=0, ge=0)
+    shards: int = Field(default=1, ge=1)  # ARM reads per second per subscription; 0 turns it off
     request_timeout: Interval = timedelta(seconds=20)
     jobs_api_version: str = "2025-02-01"
     vaults_api_version: str = "2025-02-01"
@@ -201,6 +204,17 @@ class Settings(BaseSettings):
             raise ValueError(f"settings: no vaults to watch; set {ENV_PREFIX}VAULTS or {ENV_PREFIX}SUBSCRIPTIONS")
         return self
 
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> Settings:
+        if self.shard >= self.shards:
+            raise ValueError(
+                f"setting {ENV_PREFIX}SHARD: {self.shard} is not below {ENV_PREFIX}SHARDS ({self.shards})")
+        return self
+
+    def owns(self, vault: VaultRef) -> bool:
+        """Whether this replica watches the vault: a stable hash of its lowercased ID, mod SHARDS."""
+        return shard_of(vault, self.shards) == self.shard
+
     @property
     def vault_refs(self) -> list[VaultRef]:
         return [VaultRef.parse(v) for v in self.vaults]
@@ -221,6 +235,11 @@ class Settings(BaseSettings):
         out["arm_url"] = self.arm_url
         out["token_scope"] = self.token_scope
         return out
+
+
+def shard_of(vault: VaultRef, shards: int) -> int:
+    # sha256, not hash(): Python salts str hashes per process, and every replica must agree.
+    return int.from_bytes(hashlib.sha256(vault.key.encode()).digest()[:8], "big") % shards
 
 
 def validate_arm_url(value: str) -> str:
