@@ -136,7 +136,9 @@ def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> Ex
     registry = CollectorRegistry()
     registry.register(RegistryCollector(telemetry_registry))
     registry.register(collector)
-    return Exporter(registry, refresher, CachedExposition(collector, telemetry_registry))
+    exposition = CachedExposition(collector, telemetry_registry)
+    refresher.on_refreshed = exposition.prerender
+    return Exporter(registry, refresher, exposition)
 
 
 def run_once(settings: Settings) -> int:

@@ -27,6 +27,8 @@ OPENMETRICS_EOF = b"# EOF\n"
 
 
 def _escape_label(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value  # the common case, tested in C
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
@@ -36,7 +38,8 @@ def sample_lines(metric: Metric) -> bytes:
     for sample in metric.samples:
         labels = ""
         if sample.labels:
-            labels = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(sample.labels.items())) + "}"
+            pairs = sample.labels
+            labels = "{" + ",".join([f'{k}="{_escape_label(pairs[k])}"' for k in sorted(pairs)]) + "}"
         lines.append(f"{sample.name}{labels} {floatToGoString(sample.value)}\n")  # type: ignore[no-untyped-call]
     return "".join(lines).encode()
 
@@ -56,7 +59,8 @@ class CachedExposition:
         self.telemetry = telemetry
         self._lock = threading.Lock()
         self._families = vault_data_families(VaultSnapshot(VaultRef("", "", "")))  # names, types, HELP
-        # vault key -> (the data it was rendered from, its sample lines per family)
+        # vault key -> (the data it was rendered from, its sample lines per family, zlib-compressed:
+        # at 20,000 items the text is ~160 MB, compressed ~5 MB, and inflating it costs ~0.2 s a scrape)
         self._cache: dict[str, tuple[VaultData, list[bytes]]] = {}
 
     def render(self, openmetrics: bool = False) -> Iterator[bytes]:
@@ -69,18 +73,23 @@ class CachedExposition:
         for index, metric in enumerate(self._families):
             yield header(metric, openmetrics)
             for chunks in per_vault:
-                yield chunks[index]
+                if chunks[index]:
+                    yield zlib.decompress(chunks[index])
         for metric in self.collector.status_families(snapshots):
             yield header(metric, openmetrics) + sample_lines(metric)
         if openmetrics:
             yield OPENMETRICS_EOF
+
+    def prerender(self, snap: VaultSnapshot) -> None:
+        """Render a vault whose refresh just finished, in its worker, so no scrape waits for it."""
+        self._vault_chunks(snap)
 
     def _vault_chunks(self, snap: VaultSnapshot) -> list[bytes]:
         key = snap.ref.key
         cached = self._cache.get(key)
         if cached is not None and cached[0] is snap.data:
             return cached[1]
-        chunks = [sample_lines(metric) for metric in vault_data_families(snap)]
+        chunks = [_compress(sample_lines(metric)) for metric in vault_data_families(snap)]
         with self._lock:
             self._cache[key] = (snap.data, chunks)
         return chunks
@@ -92,8 +101,13 @@ class CachedExposition:
                 del self._cache[key]
 
 
-def gzip_chunks(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
-    """gzip as a stream, so the whole exposition is never held twice."""
+def _compress(lines: bytes) -> bytes:
+    return zlib.compress(lines, 1) if lines else b""
+
+
+def gzip_chunks(chunks: Iterable[bytes], level: int = 1) -> Iterator[bytes]:
+    """Level 1: at 160 MB of text it is ~3x faster than level 6 for ~20% more bytes."""
+    # A stream, so the whole exposition is never held twice.
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip container
     for chunk in chunks:
         compressed = compressor.compress(chunk)

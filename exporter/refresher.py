@@ -53,6 +53,7 @@ class Refresher:
         self._failing: set[str] = set()
         self.auth_ok: bool | None = None
         self._ready = False
+        self.on_refreshed: Callable[[VaultSnapshot], None] | None = None  # e.g. pre-render the vault
 
     def _new_state(self, ref: VaultRef, location: str = "") -> VaultState:
         return VaultState(ref, self.settings.lookback, location, self.clock, self.settings.items_refresh_interval)
@@ -138,6 +139,8 @@ class Refresher:
         else:
             self.auth_ok = True
             self._note_recovery(state.ref.key, f"vault={state.ref.name} refreshed again")
+            if self.on_refreshed is not None:
+                self.on_refreshed(state.snapshot)
 
     def _discover(self, subscription_id: str) -> None:
         discovery = self._discoveries[subscription_id]
