@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Later refreshes list from the previous refresh's start minus this, since ARM lists jobs with some delay.
 OVERLAP = timedelta(minutes=15)
 CLOCK_SKEW = timedelta(minutes=5)
+# A running job's details (its tasks) are fetched when it is first seen, then at most this often until it ends:
+# at 20,000 items about 500 jobs run at any moment, and a GET for each on every refresh would triple the calls.
+RUNNING_DETAILS_MAX_AGE = timedelta(minutes=30).total_seconds()
 DURATION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
 
 SeriesKey = tuple[str, str, str]  # backup_management_type, item, operation
@@ -140,6 +143,7 @@ class VaultState:
         self.last_success: dict[ItemKey, float] = {}  # from jobs; items add theirs in the snapshot
         self.stats = FinishedStats()
         self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
+        self.details_fetched_at: dict[str, float] = {}  # running jobs: when their details were last fetched
         self.listed_until: datetime | None = None
         self.watch_started: float | None = None
         self.snapshot = VaultSnapshot(ref, location)
@@ -261,15 +265,21 @@ class VaultState:
 
     # --- details ---------------------------------------------------------------------------------
 
-    def _detail_targets(self) -> list[str]:
-        """Latest job per item and operation (unless finished and detailed) and finished jobs awaiting size."""
-        targets = {job.job_id for job in latest_by_series(self.jobs.values()).values()
-                   if not (job.finished and job.tasks is not None)}
+    def _detail_targets(self, now: float) -> list[str]:
+        """The latest job of each item and operation, unless its details are there (finished) or fresh
+        enough (running), and the finished jobs counted whose size is still unknown."""
+        def wanted(job: Job) -> bool:
+            if job.finished:
+                return job.tasks is None
+            return now - self.details_fetched_at.get(job.job_id, float("-inf")) >= RUNNING_DETAILS_MAX_AGE
+
+        targets = {job.job_id for job in latest_by_series(self.jobs.values()).values() if wanted(job)}
         targets |= {job_id for job_id in self.awaiting_size if job_id in self.jobs}
         return sorted(targets)
 
     def _fetch_details(self, client: ArmClient, on_error: ErrorSink) -> None:
-        for job_id in self._detail_targets():
+        now = self.clock().timestamp()
+        for job_id in self._detail_targets(now):
             try:
                 resource = client.get_job(self.ref, job_id)
             except ArmError as exc:
@@ -287,6 +297,10 @@ class VaultState:
                 continue
             previous = self.jobs[job_id]
             self.jobs[job_id] = previous.with_details(details)
+            if details.finished:
+                self.details_fetched_at.pop(job_id, None)
+            else:
+                self.details_fetched_at[job_id] = now
             if not previous.finished and details.finished:
                 self._count_finished(self.jobs[job_id])
             if job_id in self.awaiting_size and details.finished:
@@ -299,6 +313,8 @@ class VaultState:
         for job_id in [j.job_id for j in self.jobs.values() if j.finished and (j.start or 0.0) < horizon]:
             del self.jobs[job_id]
             self.awaiting_size.discard(job_id)
+        for job_id in [j for j in self.details_fetched_at if j not in self.jobs or self.jobs[j].finished]:
+            del self.details_fetched_at[job_id]
 
     def mark_failed(self, duration: float) -> None:
         """A failed refresh: keep the last published data, flag the failure."""

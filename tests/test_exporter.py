@@ -256,18 +256,26 @@ def test_bad_values_drop_one_field_and_are_counted(estate: FakeEstate, make_expo
     assert exporter.value("azure_backup_parse_errors_total", field="Backup Size") == 1
 
 
-def test_details_are_fetched_once_for_finished_jobs(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
-                                                    make_exporter: Callable[..., Exporter]) -> None:
+def test_details_are_fetched_once_for_finished_jobs_and_every_30_minutes_for_running_ones(
+        two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
     prod, _ = two_vaults
-    exporter = _exporter(make_exporter, prod)
+    clock = fixed_clock(NOW)
+    exporter = make_exporter(clock, vaults=prod.id)
+
+    def detail_requests() -> list[str]:
+        found = sorted(r.path.rsplit("/", 1)[1] for r in arm.requests if "/backupJobs/" in r.path)
+        arm.requests.clear()
+        return found
+
     exporter.scrape()
-    first = sorted(r.path.rsplit("/", 1)[1] for r in arm.requests if "/backupJobs/" in r.path)
     # the latest job of each item and operation: vm-web Backup (2), vm-db Backup (4), vm-web Restore (5)
-    assert first == [_guid(2), _guid(4), _guid(5)]
-    arm.requests.clear()
+    assert detail_requests() == [_guid(2), _guid(4), _guid(5)]
+    clock.advance(timedelta(minutes=29))
     exporter.scrape()
-    again = [r.path.rsplit("/", 1)[1] for r in arm.requests if "/backupJobs/" in r.path]
-    assert again == [_guid(4)]  # only the running one; finished details are cached for good
+    assert detail_requests() == []  # finished details are cached for good; the running job's are fresh
+    clock.advance(timedelta(minutes=1))
+    exporter.scrape()
+    assert detail_requests() == [_guid(4)]  # the running job's tasks, 30 minutes on
 
 
 def test_concurrent_scrapes_share_one_refresh(two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm,
