@@ -101,9 +101,9 @@ class Settings(BaseSettings):
     cloud: str = "AzureCloud"
     resource_manager_url: str | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
-    rate_limit: float = Field(default=20.0, ge=0)
+    rate_limit: float = Field(default=20.0, ge=0)  # ARM reads per second per subscription; 0 turns it off
     shard: int = Field(default=0, ge=0)
-    shards: int = Field(default=1, ge=1)  # ARM reads per second per subscription; 0 turns it off
+    shards: int = Field(default=1, ge=1)
     request_timeout: Interval = timedelta(seconds=20)
     jobs_api_version: str = "2025-02-01"
     vaults_api_version: str = "2025-02-01"

@@ -12,6 +12,13 @@
 - the pieces fit: ports, labels and selectors, probe paths, uid and gid against the Dockerfile,
   the settings against the exporter's own loader, and the Prometheus job label the ServiceMonitor
   produces against the job the alert rules and the dashboards select.
+
+Both variants go through those checks: the base (one Deployment) and the sharded one, the kustomize
+Component deploy/kubernetes/sharded/ on top of the base (a StatefulSet, one shard per pod ordinal).
+For the latter, also: it changes only the workload and the Service, its pod template is the
+Deployment's plus the shard settings, SHARDS is the replica count wherever the count is set, every
+ordinal loads as a valid shard and the shards split the vaults, and the overlay, scrape config and
+PromQL that docs/deploy.md shows for it work (kustomize, promtool).
 """
 
 from __future__ import annotations
@@ -34,13 +41,17 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
+from exporter.models import VaultRef
 from exporter.server import scrape_deadline
-from exporter.settings import ENV_PREFIX, Settings, load_settings, split_listen_address
+from exporter.settings import ENV_PREFIX, Settings, SettingsError, load_settings, split_listen_address
 
 from .test_container import UID, final_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
+SHARDED = DEPLOY / "sharded"
+# Set by Kubernetes 1.28 and later on every StatefulSet pod: its ordinal.
+POD_INDEX = "apps.kubernetes.io/pod-index"
 GENERATOR = DEPLOY / "generate.py"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 CRD_SCHEMAS = {
@@ -76,9 +87,33 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def kustomize_with(directory: Path, kustomization: dict[str, Any]) -> list[dict[str, Any]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False), encoding="utf-8")
+    return kustomize(directory)
+
+
+def sharded_overlay(directory: Path, component: Path = SHARDED, **fields: Any) -> dict[str, Any]:
+    """An overlay in `directory` that takes the base and the sharded component, as docs/deploy.md shows."""
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields,
+            "resources": [os.path.relpath(DEPLOY, directory)], "components": [os.path.relpath(component, directory)]}
+
+
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
     return kustomize(DEPLOY)
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    directory = tmp_path_factory.mktemp("sharded")
+    return kustomize_with(directory, sharded_overlay(directory))
+
+
+@pytest.fixture(scope="module", params=["base", "sharded"])
+def variant(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """The objects of each variant, for the checks both must pass."""
+    return request.getfixturevalue("rendered" if request.param == "base" else "sharded")  # type: ignore[no-any-return]
 
 
 def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -87,9 +122,20 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
     return found[0]
 
 
-def manifests() -> dict[str, list[dict[str, Any]]]:
+def workload(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one Deployment (base) or StatefulSet (sharded) that runs the exporter."""
+    found = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    assert len(found) == 1, f"expected one workload, found {[o['kind'] for o in found]}"
+    return found[0]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {var["name"]: var for var in container.get("env", [])}
+
+
+def manifests(directory: Path = DEPLOY) -> dict[str, list[dict[str, Any]]]:
     return {path.name: [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-            for path in sorted(DEPLOY.glob("*.yaml")) if path.name != "kustomization.yaml"}
+            for path in sorted(directory.glob("*.yaml")) if path.name != "kustomization.yaml"}
 
 
 def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -122,8 +168,8 @@ def test_rendered_objects(rendered: list[dict[str, Any]]) -> None:
 # --- schemas ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-def test_core_objects_validate_strictly(rendered: list[dict[str, Any]], version: str) -> None:
-    for obj in rendered:
+def test_core_objects_validate_strictly(variant: list[dict[str, Any]], version: str) -> None:
+    for obj in variant:
         if obj["kind"] in CRD_SCHEMAS:
             with pytest.raises(kubernetes_validate.SchemaNotFoundError):
                 kubernetes_validate.validate(obj, version, strict=True)
@@ -134,11 +180,12 @@ def test_core_objects_validate_strictly(rendered: list[dict[str, Any]], version:
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} at {'.'.join(map(str, exc.path))}: {exc.message}")
 
 
-def test_strict_validation_catches_a_typo(rendered: list[dict[str, Any]]) -> None:
-    deployment = copy.deepcopy(one(rendered, "Deployment"))
-    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSIONS[-1], strict=True)
+def test_strict_validation_catches_a_typo(variant: list[dict[str, Any]]) -> None:
+    for mistake in ("securityContxt", "podManagementPolicy"):  # a typo; a StatefulSet field in a pod
+        obj = copy.deepcopy(workload(variant))
+        obj["spec"]["template"]["spec"]["containers"][0][mistake] = {}
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(obj, K8S_VERSIONS[-1], strict=True)
 
 
 def _strict(schema: Any) -> Any:
@@ -172,8 +219,8 @@ def _errors(kind: str, obj: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", sorted(CRD_SCHEMAS))
-def test_custom_resources_validate_against_their_crd_schemas(rendered: list[dict[str, Any]], kind: str) -> None:
-    assert _errors(kind, one(rendered, kind)) == []
+def test_custom_resources_validate_against_their_crd_schemas(variant: list[dict[str, Any]], kind: str) -> None:
+    assert _errors(kind, one(variant, kind)) == []
 
 
 def test_crd_validation_catches_mistakes(rendered: list[dict[str, Any]]) -> None:
@@ -230,25 +277,38 @@ def test_dashboard_configmaps_carry_the_dashboards(rendered: list[dict[str, Any]
 
 # --- how the pieces fit ------------------------------------------------------------------------------------
 
-def test_settings_configmap_is_valid_for_the_exporter(rendered: list[dict[str, Any]]) -> None:
-    settings = one(rendered, "ConfigMap", NAME)["data"]
-    fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    assert set(settings) <= fields, f"unknown settings: {set(settings) - fields}"
-    overrides = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in settings.items()}
-    loaded = load_settings(overrides=overrides)
-    container = one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+SETTINGS_ENV = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+
+
+def _overrides(env: dict[str, str]) -> dict[str, str]:
+    return {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
+
+
+def test_settings_configmap_is_valid_for_the_exporter(variant: list[dict[str, Any]]) -> None:
+    settings = one(variant, "ConfigMap", NAME)["data"]
+    assert set(settings) <= SETTINGS_ENV, f"unknown settings: {set(settings) - SETTINGS_ENV}"
+    container = workload(variant)["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    assert set(env) <= SETTINGS_ENV, f"unknown settings: {set(env) - SETTINGS_ENV}"
+    # What the pod sees: the ConfigMap, then `env` over it (the shard index as the first pod gets it).
+    values = {**settings, **{name: var.get("value", "0") for name, var in env.items()}}
+    loaded = load_settings(overrides=_overrides(values))
     assert split_listen_address(loaded.listen_address)[1] == container["ports"][0]["containerPort"]
 
 
-def test_deployment(rendered: list[dict[str, Any]]) -> None:
+def test_deployment_runs_one_exporter(rendered: list[dict[str, Any]]) -> None:
     deployment = one(rendered, "Deployment")
-    spec = deployment["spec"]
-    assert spec["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 1, "two unsharded replicas would both watch every vault"
+    assert "env" not in deployment["spec"]["template"]["spec"]["containers"][0], "settings: the ConfigMap"
+
+
+def test_pod(variant: list[dict[str, Any]]) -> None:
+    spec = workload(variant)["spec"]
     pod = spec["template"]
     assert _labels_match(spec["selector"]["matchLabels"], pod["metadata"]["labels"])
     assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     pod_spec = pod["spec"]
-    assert pod_spec["serviceAccountName"] == one(rendered, "ServiceAccount")["metadata"]["name"]
+    assert pod_spec["serviceAccountName"] == one(variant, "ServiceAccount")["metadata"]["name"]
     assert pod_spec["enableServiceLinks"] is False, "Service links would add AZURE_BACKUP_EXPORTER_* variables"
     (container,) = pod_spec["containers"]
     image, _, tag = container["image"].rpartition(":")
@@ -265,8 +325,8 @@ def test_deployment(rendered: list[dict[str, Any]]) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": PORT_NAME}
 
 
-def test_security_context_matches_the_image(rendered: list[dict[str, Any]]) -> None:
-    pod_spec = one(rendered, "Deployment")["spec"]["template"]["spec"]
+def test_security_context_matches_the_image(variant: list[dict[str, Any]]) -> None:
+    pod_spec = workload(variant)["spec"]["template"]["spec"]
     uid, gid = map(int, final_stage().one("USER").split(":"))
     assert uid == UID
     for context in (pod_spec["securityContext"], pod_spec["containers"][0]["securityContext"]):
@@ -287,9 +347,9 @@ def test_service_account_for_workload_identity(rendered: list[dict[str, Any]]) -
     assert GUID.fullmatch(account["metadata"]["annotations"]["azure.workload.identity/client-id"])
 
 
-def test_service_selects_the_pod_port(rendered: list[dict[str, Any]]) -> None:
-    service = one(rendered, "Service")
-    pod = one(rendered, "Deployment")["spec"]["template"]
+def test_service_selects_the_pod_port(variant: list[dict[str, Any]]) -> None:
+    service = one(variant, "Service")
+    pod = workload(variant)["spec"]["template"]
     assert _labels_match(service["spec"]["selector"], pod["metadata"]["labels"])
     (port,) = service["spec"]["ports"]
     container_ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
@@ -297,8 +357,9 @@ def test_service_selects_the_pod_port(rendered: list[dict[str, Any]]) -> None:
     assert port["port"] == container_ports[port["targetPort"]]
 
 
-def test_service_monitor_scrapes_the_service_within_the_deadline(rendered: list[dict[str, Any]]) -> None:
-    monitor, service = one(rendered, "ServiceMonitor"), one(rendered, "Service")
+def test_service_monitor_scrapes_the_service_within_the_deadline(variant: list[dict[str, Any]]) -> None:
+    # One Service: the ServiceMonitor scrapes each of its pods once (two would scrape each pod twice).
+    monitor, service = one(variant, "ServiceMonitor"), one(variant, "Service")
     assert _labels_match(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     assert "namespaceSelector" not in monitor["spec"], "the Service is in the ServiceMonitor's own namespace"
     (endpoint,) = monitor["spec"]["endpoints"]
@@ -325,18 +386,22 @@ def prometheus_job(monitor: dict[str, Any], service: dict[str, Any]) -> str:
     return str(job)
 
 
-def test_job_label_is_what_the_alerts_and_dashboards_select(rendered: list[dict[str, Any]]) -> None:
-    assert prometheus_job(one(rendered, "ServiceMonitor"), one(rendered, "Service")) == JOB
-    exprs = [rule["expr"] for group in one(rendered, "PrometheusRule")["spec"]["groups"] for rule in group["rules"]]
+def test_job_label_is_what_the_alerts_and_dashboards_select(variant: list[dict[str, Any]]) -> None:
+    assert prometheus_job(one(variant, "ServiceMonitor"), one(variant, "Service")) == JOB
+    exprs = [rule["expr"] for group in one(variant, "PrometheusRule")["spec"]["groups"] for rule in group["rules"]]
     selected = {m for expr in exprs for m in re.findall(r'\bjob\s*=~?\s*"([^"]*)"', str(expr))}
     assert selected == {JOB}, f"the rules select job {selected}"
     assert all(re.search(rf'\bjob\s*=\s*"{JOB}"', str(expr)) for expr in exprs), "a rule without the job selector"
 
 
-def _docs_overlay() -> str:
+def _docs_overlays() -> list[str]:
     blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
-    overlays = [b for b in blocks if "kind: Kustomization" in b]
-    assert len(overlays) == 1, "docs/deploy.md should show one overlay kustomization"
+    return [b for b in blocks if "kind: Kustomization" in b]
+
+
+def _docs_overlay(sharded: bool = False) -> str:
+    overlays = [b for b in _docs_overlays() if ("components:" in b) == sharded]
+    assert len(overlays) == 1, f"docs/deploy.md should show one {'sharded ' if sharded else ''}overlay kustomization"
     return overlays[0]
 
 
@@ -367,15 +432,234 @@ def test_docs_overlay_keeps_the_job_and_the_selectors(tmp_path: Path) -> None:
     assert subject in DOCS.read_text(encoding="utf-8"), "docs/deploy.md should give the overlay's subject"
 
 
-def test_docs_scrape_config_passes_promtool(tmp_path: Path) -> None:
+def _docs_scrape_configs() -> list[str]:
+    return [b for b in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+            if "scrape_configs:" in b]
+
+
+def _promtool_check_config(config: str, tmp_path: Path) -> None:
     promtool = _tool("promtool", "apt-get install -y --no-install-recommends prometheus")
-    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
-              if "scrape_configs:" in b]
-    assert len(blocks) == 1
-    config = tmp_path / "prometheus.yml"
-    config.write_text(blocks[0], encoding="utf-8")
-    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True,
+    path = tmp_path / "prometheus.yml"
+    path.write_text(config, encoding="utf-8")
+    result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    (job,) = yaml.safe_load(blocks[0])["scrape_configs"]
-    assert (job["job_name"], job["scrape_interval"], job["scrape_timeout"]) == (JOB, "60s", "30s")
+
+
+def test_docs_scrape_configs_pass_promtool(rendered: list[dict[str, Any]], sharded: list[dict[str, Any]],
+                                          tmp_path: Path) -> None:
+    """One for the Deployment's Service (static), one for the sharded variant (every pod, by DNS)."""
+    static, by_dns = _docs_scrape_configs()
+    for config, objects in ((static, rendered), (by_dns, sharded)):
+        _promtool_check_config(config, tmp_path)
+        (job,) = yaml.safe_load(config)["scrape_configs"]
+        assert (job["job_name"], job["scrape_interval"], job["scrape_timeout"]) == (JOB, "60s", "30s")
+        service = one(objects, "Service")
+        address = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+        port = service["spec"]["ports"][0]["port"]
+        if "static_configs" in job:
+            assert job["static_configs"][0]["targets"][0] == f"{address}:{port}"
+        else:
+            assert service["spec"]["clusterIP"] == "None", "only a headless Service has an A record per pod"
+            assert job["dns_sd_configs"] == [{"names": [address], "type": "A", "port": port}]
+
+
+# --- the sharded variant ---------------------------------------------------------------------------------
+
+def test_sharded_component_lists_its_manifests() -> None:
+    component = yaml.safe_load((SHARDED / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert (component["apiVersion"], component["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+    assert component["namespace"] == NAMESPACE, "the base's namespace, for the component's own objects"
+    assert sorted(component["resources"]) == sorted(manifests(SHARDED))
+    for name, documents in manifests(SHARDED).items():
+        for doc in documents:
+            assert "namespace" not in doc["metadata"], f"sharded/{name}: the kustomization sets the namespace"
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+def test_sharded_variant_changes_only_the_workload_and_the_service(rendered: list[dict[str, Any]],
+                                                                   sharded: list[dict[str, Any]]) -> None:
+    kinds = Counter(o["kind"] for o in sharded)
+    assert kinds == Counter(o["kind"] for o in rendered) - Counter(["Deployment"]) + Counter(["StatefulSet"])
+    assert {o["metadata"]["namespace"] for o in sharded} == {NAMESPACE}
+    for obj in sharded:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == NAME, obj["metadata"]["name"]
+    base = {_key(o): o for o in rendered}
+    for obj in sharded:
+        if obj["kind"] not in ("StatefulSet", "Service"):
+            assert obj == base[_key(obj)], f"{_key(obj)} should be the base's, unchanged"
+    service, base_service = copy.deepcopy(one(sharded, "Service")), one(rendered, "Service")
+    assert service["spec"].pop("clusterIP") == "None"
+    assert service["spec"].pop("publishNotReadyAddresses") is True
+    assert service == base_service, "the Service is the base's, made headless"
+
+
+def test_statefulset_pod_template_is_the_deployments(rendered: list[dict[str, Any]],
+                                                     sharded: list[dict[str, Any]]) -> None:
+    """The same pod as the Deployment's (image, identity, probes, resources, security), plus the shard settings."""
+    deployment, statefulset = one(rendered, "Deployment"), one(sharded, "StatefulSet")
+    template = copy.deepcopy(statefulset["spec"]["template"])
+    env = template["spec"]["containers"][0].pop("env")
+    assert template == deployment["spec"]["template"]
+    assert [var["name"] for var in env] == [ENV_PREFIX + "SHARD", ENV_PREFIX + "SHARDS", ENV_PREFIX + "RATE_LIMIT"]
+    assert not set(env_of({"env": env})) & set(one(sharded, "ConfigMap", NAME)["data"]), \
+        "a shard setting in the ConfigMap would be overridden by the StatefulSet's env"
+    for field in ("selector", "revisionHistoryLimit"):
+        assert statefulset["spec"][field] == deployment["spec"][field], field
+
+
+def _shard_settings(statefulset: dict[str, Any]) -> tuple[int, dict[str, dict[str, Any]]]:
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    return statefulset["spec"]["replicas"], env_of(container)
+
+
+def test_statefulset_runs_one_shard_per_pod(sharded: list[dict[str, Any]]) -> None:
+    statefulset, service = one(sharded, "StatefulSet"), one(sharded, "Service")
+    spec = statefulset["spec"]
+    assert spec["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None", "a StatefulSet's governing Service is headless"
+    assert spec["podManagementPolicy"] == "Parallel", "shards do not wait for each other to be ready"
+    replicas, env = _shard_settings(statefulset)
+    assert replicas > 1
+    assert env[ENV_PREFIX + "SHARD"] == {
+        "name": ENV_PREFIX + "SHARD", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX}']"}}}
+    assert env[ENV_PREFIX + "SHARDS"]["value"] == str(replicas), "SHARDS must be the number of replicas"
+    # The shards share one identity's ARM budget in each subscription: together no more than one exporter.
+    rate = float(env[ENV_PREFIX + "RATE_LIMIT"]["value"])
+    assert 0 < rate * replicas <= Settings.model_fields["rate_limit"].default
+
+
+def test_every_pod_ordinal_is_a_shard_and_the_shards_split_the_vaults(sharded: list[dict[str, Any]]) -> None:
+    replicas, env = _shard_settings(one(sharded, "StatefulSet"))
+    config = one(sharded, "ConfigMap", NAME)["data"]
+
+    def pod_settings(ordinal: str) -> Settings:  # what pod <ordinal> loads: the ConfigMap, then env
+        values = {**config, **{k: v["value"] for k, v in env.items() if "value" in v}, ENV_PREFIX + "SHARD": ordinal}
+        return load_settings(overrides=_overrides(values))
+
+    pods = [pod_settings(str(ordinal)) for ordinal in range(replicas)]
+    assert [(s.shard, s.shards) for s in pods] == [(i, replicas) for i in range(replicas)]
+    vaults = [VaultRef(f"00000000-0000-0000-0000-{n % 3:012d}", f"rg-{n % 5}", f"vault-{n}") for n in range(60)]
+    owners = [[i for i, s in enumerate(pods) if s.owns(v)] for v in vaults]
+    assert all(len(o) == 1 for o in owners), "each vault belongs to exactly one pod"
+    assert {o[0] for o in owners} == set(range(replicas))
+    # Scaled past SHARDS, or without the pod-index label (Kubernetes before 1.28): the pod does not start.
+    for ordinal in (str(replicas), ""):
+        with pytest.raises(SettingsError, match=ENV_PREFIX + "SHARD"):
+            pod_settings(ordinal)
+
+
+def test_without_the_label_the_exporter_exits_with_code_2(sharded: list[dict[str, Any]]) -> None:
+    """What docs/deploy.md promises for a cluster that does not set the pod-index label."""
+    replicas, _ = _shard_settings(one(sharded, "StatefulSet"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    env.update({ENV_PREFIX + "SUBSCRIPTIONS": "00000000-0000-0000-0000-000000000000",
+                ENV_PREFIX + "SHARD": "", ENV_PREFIX + "SHARDS": str(replicas)})
+    result = subprocess.run([sys.executable, "-m", "exporter", "--check-config"], capture_output=True, text=True,
+                            timeout=60, check=False, env=env, cwd=ROOT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"invalid setting {ENV_PREFIX}SHARD" in result.stderr
+    assert f"invalid setting {ENV_PREFIX}SHARD" in DOCS.read_text(encoding="utf-8")
+
+
+def _component_with_count(tmp_path: Path, count: int) -> Path:
+    component = tmp_path / "component"
+    shutil.copytree(SHARDED, component)
+    kustomization = yaml.safe_load((component / "kustomization.yaml").read_text(encoding="utf-8"))
+    (entry,) = kustomization["replicas"]
+    entry["count"] = count
+    (component / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    return component
+
+
+def test_the_count_is_one_number(tmp_path: Path, sharded: list[dict[str, Any]]) -> None:
+    """Change the component's count alone: the replicas and SHARDS both follow."""
+    before, _ = _shard_settings(one(sharded, "StatefulSet"))
+    count = before + 2
+    component = _component_with_count(tmp_path, count)
+    objects = kustomize_with(tmp_path / "overlay", sharded_overlay(tmp_path / "overlay", component))
+    replicas, env = _shard_settings(one(objects, "StatefulSet"))
+    assert (replicas, env[ENV_PREFIX + "SHARDS"]["value"]) == (count, str(count))
+
+
+def test_overlay_replicas_alone_leave_shards_behind(tmp_path: Path, sharded: list[dict[str, Any]]) -> None:
+    """Why docs/deploy.md has an overlay repeat the replacement: kustomize applies an overlay's replicas
+    after the component's replacement."""
+    before, _ = _shard_settings(one(sharded, "StatefulSet"))
+    count = before + 1
+    overlay = sharded_overlay(tmp_path, replicas=[{"name": NAME, "count": count}])
+    replicas, env = _shard_settings(one(kustomize_with(tmp_path, overlay), "StatefulSet"))
+    assert (replicas, env[ENV_PREFIX + "SHARDS"]["value"]) == (count, str(before))
+    assert "`replicas` alone in an overlay" in " ".join(DOCS.read_text(encoding="utf-8").split())
+
+
+def test_docs_sharded_overlay(tmp_path: Path, sharded: list[dict[str, Any]]) -> None:
+    """The sharded overlay of docs/deploy.md, with the other overlay's namespace, prefix, release label and
+    image: SHARDS is its count, the StatefulSet's serviceName the renamed Service, the job unchanged."""
+    overlay = yaml.safe_load(_docs_overlay(sharded=True))
+    assert overlay["resources"] == ["../azure-backup-exporter/deploy/kubernetes"]
+    assert overlay["components"] == ["../azure-backup-exporter/deploy/kubernetes/sharded"]
+    component = yaml.safe_load((SHARDED / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert overlay["replacements"] == component["replacements"], "the docs should repeat the component's"
+    before, _ = _shard_settings(one(sharded, "StatefulSet"))
+    (entry,) = overlay["replicas"]
+    assert entry["count"] != before, "the example should show another count than the component's"
+    other = {k: v for k, v in yaml.safe_load(_docs_overlay()).items() if k not in ("resources", "apiVersion", "kind")}
+    objects = kustomize_with(tmp_path, {**sharded_overlay(tmp_path), **other,
+                                        **{k: overlay[k] for k in ("replicas", "replacements")}})
+    statefulset, service, monitor = one(objects, "StatefulSet"), one(objects, "Service"), one(objects, "ServiceMonitor")
+    replicas, env = _shard_settings(statefulset)
+    assert (replicas, env[ENV_PREFIX + "SHARDS"]["value"]) == (entry["count"], str(entry["count"]))
+    assert float(env[ENV_PREFIX + "RATE_LIMIT"]["value"]) * replicas <= Settings.model_fields["rate_limit"].default
+    assert service["metadata"]["name"] != NAME and statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    assert prometheus_job(monitor, service) == JOB
+    assert _labels_match(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert _labels_match(service["spec"]["selector"], statefulset["spec"]["template"]["metadata"]["labels"])
+    assert {o["metadata"]["namespace"] for o in objects} == {other["namespace"]}
+    pod_spec = statefulset["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    settings = [o for o in objects if o["kind"] == "ConfigMap" and "grafana_dashboard" not in o["metadata"]["labels"]]
+    config = one(settings, "ConfigMap")["metadata"]["name"]
+    assert pod_spec["containers"][0]["envFrom"] == [{"configMapRef": {"name": config}}]
+
+
+# shard_info and vault_info of some replicas (instance: (shard, shards)), as Prometheus would hold them.
+def _shard_series(shards: dict[str, tuple[int, int]], vaults: dict[str, list[str]]) -> list[dict[str, str]]:
+    series = []
+    for instance, (shard, count) in shards.items():
+        series.append({"series": f'azure_backup_exporter_shard_info{{job="{JOB}", instance="{instance}", '
+                                 f'shard="{shard}", shards="{count}"}}', "values": "1x10"})
+        for vault in vaults.get(instance, []):
+            series.append({"series": f'azure_backup_vault_info{{job="{JOB}", instance="{instance}", '
+                                     f'subscription_id="s", resource_group="rg", vault="{vault}", '
+                                     f'location="westeurope"}}', "values": "1x10"})
+    return series
+
+
+def test_docs_shard_queries_reveal_gaps_and_duplicates(tmp_path: Path) -> None:
+    """The PromQL of docs/deploy.md, run by promtool on the cases the docs name."""
+    promtool = _tool("promtool", "apt-get install -y --no-install-recommends prometheus")
+    shards_query, twice_query = [" ".join(line for line in block.splitlines() if not line.startswith("#"))
+                                 for block in re.findall(r"```promql\n(.*?)```", DOCS.read_text(encoding="utf-8"),
+                                                         re.S)]
+    ok = {"a": (0, 3), "b": (1, 3), "c": (2, 3)}
+    vaults = {"a": ["v1"], "b": ["v2"], "c": ["v3"]}
+    cases = [  # (series, count by shards, vaults seen twice)
+        (_shard_series(ok, vaults), [('{shards="3"}', 3)], []),
+        (_shard_series({"a": (0, 3), "b": (1, 3)}, vaults), [('{shards="3"}', 2)], []),  # scaled down
+        (_shard_series({**ok, "d": (0, 1)}, {**vaults, "d": ["v1", "v2", "v3"]}),  # the Deployment still runs
+         [('{shards="3"}', 3), ('{shards="1"}', 1)],
+         [f'{{subscription_id="s", resource_group="rg", vault="{v}"}}' for v in ("v1", "v2", "v3")]),
+    ]
+    tests = [{"interval": "1m", "input_series": series, "promql_expr_test": [
+        {"expr": shards_query, "eval_time": "5m", "exp_samples": [{"labels": lbl, "value": v} for lbl, v in counts]},
+        {"expr": twice_query, "eval_time": "5m", "exp_samples": [{"labels": lbl, "value": 2} for lbl in twice]},
+    ]} for series, counts, twice in cases]
+    path = tmp_path / "shards.test.yml"
+    path.write_text(yaml.safe_dump({"evaluation_interval": "1m", "tests": tests}), encoding="utf-8")
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
