@@ -18,6 +18,12 @@ where the real service is awkward (see the real payloads in tests/fixtures/azure
   and for the token endpoint, optionally for the next N requests only.
 * The App Service flavour of the managed-identity endpoint, which azure-identity uses when
   ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set.
+* ARM's read token bucket, one per subscription (capacity 250, refilled ``ratelimit_refill`` per second):
+  the ``x-ms-ratelimit-remaining-*`` headers report the subscription's bucket, and with
+  ``enforce_ratelimit`` an empty bucket answers 429 ``SubscriptionRequestsThrottled`` with ``Retry-After``.
+* TEST-ONLY, not an Azure API: ``GET /_fake/stats`` (no token; the fake listens on loopback only) returns
+  request counts by operation and status, the last request's time and the buckets, for the benchmark
+  (bench/) and tests, which read them from another process.
 
 It ships in the package because ``--demo`` serves a simulated estate through it (see demo.py).
 Stored jobs are served as they are: a running job's duration only grows when someone updates it.
@@ -30,6 +36,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -53,7 +60,13 @@ JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
 PROTECTED_ITEM_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems"
 NEXT_LINK_API_VERSION = "2017-07-01"  # what the real service puts into nextLink, whatever the request used
 IDENTITY_API_VERSION = "2019-08-01"
-RATELIMIT_CAPACITY = 250  # ARM's per-principal read bucket
+RATELIMIT_CAPACITY = 250  # ARM's read bucket per subscription and principal (azure-api.md 4.1)
+# ARM's own answer when a subscription's read bucket is empty, as a client recorded it (velero-io/velero#9171).
+THROTTLED_CODE = "SubscriptionRequestsThrottled"
+THROTTLED_MESSAGE = ("Number of 'read' requests for subscription '{subscription}' actor '{actor}' exceeded. Please "
+                     "try again after '{seconds}' seconds after additional tokens are available. Refer to "
+                     "https://aka.ms/arm-throttling for additional information.")
+STATS_PATH = "/_fake/stats"  # test-only counters; see FakeArm.stats()
 
 # api-versions ARM accepts per resource provider (azure-api.md 1.2 and 3): a client that asks for a
 # version that does not exist gets the same 400 it would get from Azure.
@@ -1225,6 +1238,14 @@ class _Incoming:
     headers: Mapping[str, str]
 
 
+@dataclass
+class _Bucket:
+    """One subscription's read token bucket."""
+
+    tokens: float
+    at: float  # clock() of the last refill
+
+
 @dataclass(frozen=True)
 class _IssuedToken:
     vault_key: str
@@ -1238,7 +1259,7 @@ class _Collection:
     """A vault's paged LIST: what it holds, how $filter selects, in which order and how entries show."""
 
     segment: str  # the LIST's path segment under the vault
-    entries: Callable[[FakeEstate, str], list[Json]]
+    entries: Callable[[FakeVault], list[Json]]  # the stored entries themselves; read under the estate's lock
     parse_filter: Callable[[str], Callable[[Mapping[str, Any]], bool]]
     position: Callable[[Mapping[str, Any]], tuple[int, str]]
     row_key: Callable[[tuple[int, str]], str]  # the table row key inside the skiptoken
@@ -1294,12 +1315,14 @@ def _strip_extended_info(job: Json) -> Json:
     return job
 
 
-_JOBS = _Collection("backupJobs", FakeEstate.jobs, lambda text: parse_job_filter(text).matches, _page_position,
+_JOBS = _Collection("backupJobs", lambda vault: list(vault.jobs.values()),
+                    lambda text: parse_job_filter(text).matches, _page_position,
                     lambda position: f"jobsstarttimeindex_0_{position[0]}_0_{position[1]}",
                     _strip_extended_info)
 # No real protected-items nextLink was captured: the row key is illustrative, the rest is the jobs' quirk.
-_ITEMS = _Collection("backupProtectedItems", FakeEstate.items, lambda text: parse_item_filter(text).matches,
-                     _item_position, lambda position: f"protecteditemsnameindex_{position[1]}", lambda item: item)
+_ITEMS = _Collection("backupProtectedItems", lambda vault: list(vault.items.values()),
+                     lambda text: parse_item_filter(text).matches, _item_position,
+                     lambda position: f"protecteditemsnameindex_{position[1]}", lambda item: item)
 _COLLECTIONS = {"jobs_list": _JOBS, "items_list": _ITEMS}
 
 
@@ -1308,9 +1331,18 @@ class FakeArm:
 
     def __init__(self, estate: FakeEstate, *, page_size: int = 200, token: str = "fake-arm-token",
                  latency: float = 0.0, identity_header: str = "fake-identity-header",
-                 clock: Callable[[], float] = time.time, ratelimit_refill: float = 0.0) -> None:
+                 clock: Callable[[], float] = time.time, ratelimit_refill: float = 0.0,
+                 ratelimit_capacity: int = RATELIMIT_CAPACITY, enforce_ratelimit: bool = False,
+                 record_requests: bool = True, stats_extra: Callable[[], Json] | None = None) -> None:
+        """latency: seconds added to every ARM reply. ratelimit_refill: tokens per second put back into each
+        subscription's bucket of ratelimit_capacity (ARM: 25 and 250); enforce_ratelimit: an empty bucket
+        answers 429 (else the headers only count down). record_requests: keep every request in `requests`
+        (the benchmark turns it off; the counters of stats() are always kept). stats_extra: more JSON for
+        stats(), e.g. a job simulator's counts."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
+        if ratelimit_capacity < 1 or ratelimit_refill < 0:
+            raise ValueError("ratelimit_capacity must be at least 1 and ratelimit_refill not negative")
         self.estate = estate
         self.page_size = page_size
         self.token = token
@@ -1318,14 +1350,22 @@ class FakeArm:
         self.identity_header = identity_header
         self.clock = clock
         self.requests = RequestLog()
-        self.ratelimit_remaining = RATELIMIT_CAPACITY
-        self.ratelimit_refill = ratelimit_refill  # tokens per second put back into the bucket (ARM: 25)
+        self.record_requests = record_requests
+        self.ratelimit_capacity = ratelimit_capacity
+        self.ratelimit_refill = ratelimit_refill  # tokens per second put back into each bucket (ARM: 25)
+        self.enforce_ratelimit = enforce_ratelimit
+        self.stats_extra = stats_extra
         self.identity_fault: Fault | None = None
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
         self._issued: OrderedDict[str, _IssuedToken] = OrderedDict()
-        self._refill_credit = 0.0
-        self._refilled_at = clock()
+        self._buckets: dict[str, _Bucket] = {}  # lower-cased subscription ID -> its read bucket
+        self._last_bucket = ""
+        self._by_subscription: dict[str, int] = {}  # lower-cased subscription ID -> ARM requests
+        self._counts: dict[str, dict[str, int]] = {}  # operation -> status -> replies
+        self._first_at: dict[str, float] = {}
+        self._last_at: dict[str, float] = {}
+        self._in_flight = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -1407,25 +1447,117 @@ class FakeArm:
                     self.identity_fault = None
             return fault
 
+    # -- the rate limit and the test-only counters --
+
+    @property
+    def ratelimit_remaining(self) -> int:
+        """Reads left in the bucket of the subscription that was read last."""
+        return self.ratelimit_remaining_for(self._last_bucket)
+
+    def ratelimit_remaining_for(self, subscription_id: str) -> int:
+        with self._lock:
+            bucket = self._buckets.get(subscription_id.lower())
+            return int(self._refill(bucket)) if bucket is not None else self.ratelimit_capacity
+
+    def _refill(self, bucket: _Bucket) -> float:
+        now = self.clock()
+        bucket.tokens = min(float(self.ratelimit_capacity),
+                            bucket.tokens + max(0.0, now - bucket.at) * self.ratelimit_refill)
+        bucket.at = now
+        return bucket.tokens
+
+    def _spend_read(self, subscription_id: str) -> tuple[int, int | None]:
+        """Take one read from the subscription's bucket: (reads left, None), or (0, seconds to wait) when the
+        bucket is empty and enforced. Without enforcement the count stops at 0 and the read goes through."""
+        key = subscription_id.lower()
+        with self._lock:
+            bucket = self._buckets.setdefault(key, _Bucket(float(self.ratelimit_capacity), self.clock()))
+            self._last_bucket = key
+            self._by_subscription[key] = self._by_subscription.get(key, 0) + 1
+            tokens = self._refill(bucket)
+            if tokens >= 1:
+                bucket.tokens = tokens - 1
+                return int(bucket.tokens), None
+            if not self.enforce_ratelimit:
+                return 0, None
+            if self.ratelimit_refill <= 0:
+                return 0, 60
+            return 0, max(1, math.ceil((1 - tokens) / self.ratelimit_refill))
+
+    def stats(self) -> Json:
+        """TEST-ONLY counters (served at GET /_fake/stats): replies by operation and status, ARM's replies
+        in total and with 429, requests in flight, ARM requests per subscription, when each operation was
+        first asked and last answered (clock()), the buckets, and stats_extra's JSON. Operations: identity,
+        vaults_list, vault_get, jobs_list, jobs_next_page, jobs_get, items_list, items_next_page, unknown."""
+        with self._lock:
+            counts = {operation: dict(statuses) for operation, statuses in self._counts.items()}
+            arm = {operation: statuses for operation, statuses in counts.items() if operation != "identity"}
+            stats: Json = {
+                "test_only": "counters of the fake ARM for tests and the benchmark; not an Azure API",
+                "now": self.clock(),
+                "requests": counts,
+                "arm_requests": sum(sum(statuses.values()) for statuses in arm.values()),
+                "arm_throttled": sum(statuses.get("429", 0) for statuses in arm.values()),
+                "in_flight": self._in_flight,
+                "by_subscription": dict(self._by_subscription),
+                "first_at": dict(self._first_at),
+                "last_at": dict(self._last_at),
+                "first_arm_request_at": min((t for op, t in self._first_at.items() if op != "identity"),
+                                            default=None),
+                "last_arm_request_at": max((t for op, t in self._last_at.items() if op != "identity"), default=None),
+                "ratelimit": {
+                    "enforced": self.enforce_ratelimit, "capacity": self.ratelimit_capacity,
+                    "refill_per_second": self.ratelimit_refill,
+                    "remaining": {key: int(self._refill(bucket)) for key, bucket in sorted(self._buckets.items())},
+                },
+            }
+        if self.stats_extra is not None:
+            stats["extra"] = self.stats_extra()
+        return stats
+
+    def _count(self, operation: str, status: int, started: float) -> None:
+        now = self.clock()
+        with self._lock:
+            statuses = self._counts.setdefault(operation, {})
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            self._first_at.setdefault(operation, started)
+            self._last_at[operation] = now
+
     # -- request handling --
 
     def serve(self, method: str, target: str, headers: CaseInsensitiveDict[str]) -> _Reply:
         """One request in, one reply out; called by the HTTP handler thread."""
         parts = urlsplit(target)
         path = unquote(parts.path)
+        if path.rstrip("/").lower() == STATS_PATH:
+            return self._serve_stats(method)
         query: dict[str, str] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             query.setdefault(key, value)
-        recorded = RecordedRequest(method, path, query, headers, parts.query, self.clock())
-        self.requests.append(recorded)
+        started = self.clock()
+        recorded = RecordedRequest(method, path, query, headers, parts.query, started)
+        if self.record_requests:
+            self.requests.append(recorded)
         params = {key.lower(): value for key, value in reversed(list(query.items()))}
         incoming = _Incoming(method, path, parts.query, params, headers)
         if path.rstrip("/").lower() == _IDENTITY_PATH:
-            reply = self._serve_identity(incoming)
+            operation, reply = "identity", self._serve_identity(incoming)
         else:
-            reply = self._serve_arm(incoming)
+            with self._lock:
+                self._in_flight += 1
+            try:
+                operation, reply = self._serve_arm(incoming)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
         recorded.status = reply.status
+        self._count(operation, reply.status, started)
         return reply
+
+    def _serve_stats(self, method: str) -> _Reply:
+        if method != "GET":
+            return _json_reply(405, {"error": "only GET"})
+        return _json_reply(200, self.stats())
 
     def _serve_identity(self, request: _Incoming) -> _Reply:
         fault = self._take_identity_fault()
@@ -1471,17 +1603,26 @@ class FakeArm:
         # "status": an empty body, the case where azure-identity lets a raw JSONDecodeError escape
         return _Reply(fault.status, b"", {})
 
-    def _serve_arm(self, request: _Incoming) -> _Reply:
+    def _serve_arm(self, request: _Incoming) -> tuple[str, _Reply]:
         if self.latency:
             self._stopping.wait(self.latency)
         route = _route(request.path)
-        reply = self._arm_reply(request, route)
-        reply.headers.update(self._arm_headers(route, request.headers))
+        operation = "unknown" if route is None else route.operation
+        if route is not None and route.operation in _COLLECTIONS and "$skiptoken" in request.params:
+            operation = route.operation.replace("_list", "_next_page")
+        subscription = route.subscription_id if route is not None else ""
+        remaining, wait = self._spend_read(subscription)
+        if wait is not None and self._check_token(request.headers) is None:
+            reply = _arm_error(429, THROTTLED_CODE, THROTTLED_MESSAGE.format(
+                subscription=subscription, actor=FAKE_PRINCIPAL_ID, seconds=wait), {"Retry-After": str(wait)})
+        else:
+            reply = self._arm_reply(request, route)
+        reply.headers.update(self._arm_headers(route, request.headers, remaining))
         if reply.status == 429:
             for name in list(reply.headers):
                 if name.startswith("x-ms-ratelimit-remaining"):
                     reply.headers[name] = "0"
-        return reply
+        return operation, reply
 
     def _arm_reply(self, request: _Incoming, route: _Route | None) -> _Reply:
         unauthenticated = self._check_token(request.headers)
@@ -1617,10 +1758,11 @@ class FakeArm:
             if issued.filter != raw_filter:
                 return _invalid_input("the $filter differs from the one the $skiptoken was issued for")
             first = issued.position
-        entries = sorted((entry for entry in collection.entries(self.estate, vault.name) if matches(entry)),
-                         key=collection.position)
-        remaining = [entry for entry in entries if collection.position(entry) >= first]
-        page, rest = remaining[: self.page_size], remaining[self.page_size:]
+        with self.estate.lock:  # only the page is copied: a large vault's LIST stays cheap for the benchmark
+            entries = sorted((entry for entry in collection.entries(vault) if matches(entry)),
+                             key=collection.position)
+            remaining = [entry for entry in entries if collection.position(entry) >= first]
+            page, rest = copy.deepcopy(remaining[: self.page_size]), remaining[self.page_size:]
         body: Json = {"value": [collection.listed(entry) for entry in page]}
         if rest:
             body["nextLink"] = self._next_link(vault, collection, raw_filter, collection.position(rest[0]))
@@ -1648,7 +1790,7 @@ class FakeArm:
         with self._lock:
             return self._issued.get(token)
 
-    def _arm_headers(self, route: _Route | None, request_headers: Mapping[str, str]) -> dict[str, str]:
+    def _arm_headers(self, route: _Route | None, request_headers: Mapping[str, str], remaining: int) -> dict[str, str]:
         now = datetime.fromtimestamp(self.clock(), UTC)
         request_id = str(uuid.uuid4())
         headers = {
@@ -1663,20 +1805,8 @@ class FakeArm:
         backup_rp = route is not None and route.operation.startswith(("jobs", "items"))
         name = ("x-ms-ratelimit-remaining-subscription-resource-requests" if backup_rp
                 else "x-ms-ratelimit-remaining-subscription-reads")
-        headers[name] = str(self._spend_read())
+        headers[name] = str(remaining)
         return headers
-
-    def _spend_read(self) -> int:
-        with self._lock:
-            now = self.clock()
-            if self.ratelimit_refill > 0:
-                self._refill_credit += (now - self._refilled_at) * self.ratelimit_refill
-                whole = int(self._refill_credit)
-                self._refill_credit -= whole
-                self.ratelimit_remaining = min(RATELIMIT_CAPACITY, self.ratelimit_remaining + whole)
-            self._refilled_at = now
-            self.ratelimit_remaining = max(0, self.ratelimit_remaining - 1)
-            return self.ratelimit_remaining
 
 
 def _gateway_not_found(vault_name: str, resource_group: str, status: int = 404, message: str = "") -> _Reply:
@@ -1701,6 +1831,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like ARM; every reply has a Content-Length
     server_version = "FakeARM/1.0"
     sys_version = ""
+    # The head and the body go out in two writes. With Nagle's algorithm the body would wait for the
+    # client's delayed ACK of the head (40 ms on Linux), which would add that to every reply.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: a per-request line on stderr would drown the exporter's own logs."""
@@ -1753,7 +1886,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 __all__ = [
     "ARM_AUDIENCES", "FAULT_OPERATIONS", "ITEM_TYPES", "JOBS_API_VERSIONS", "NEVER_BACKED_UP", "NEXT_LINK_API_VERSION",
-    "PROTECTED_ITEM_RESOURCE_TYPE", "PROTECTED_ITEM_TYPES", "VAULTS_API_VERSIONS", "FakeArm", "FakeEstate",
+    "PROTECTED_ITEM_RESOURCE_TYPE", "PROTECTED_ITEM_TYPES", "RATELIMIT_CAPACITY", "STATS_PATH", "THROTTLED_CODE",
+    "VAULTS_API_VERSIONS", "FakeArm", "FakeEstate",
     "FakeVault", "Fault", "FilterError", "ItemFilter", "JobFilter", "RecordedRequest", "RequestLog", "Timestamp",
     "VaultList", "azure_time", "continuation_token", "dotnet_duration", "encode_query_value", "format_ticks",
     "iso_duration", "make_job", "make_protected_item", "parse_azure_time", "parse_filter_time", "parse_item_filter",

@@ -979,6 +979,105 @@ def test_replies_carry_arms_headers_and_spend_the_rate_limit(arm: FakeArm, estat
     assert arm.ratelimit_remaining == 247
 
 
+SUB_OTHER = "5a6b7c8d-1e2f-4a3b-8c9d-0e1f2a3b4c5d"
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_subscription_has_its_own_read_bucket(arm: FakeArm, estate: FakeEstate) -> None:
+    other = estate.add_vault(SUB_OTHER, "rg-c", "vault-c")
+    remaining = "x-ms-ratelimit-remaining-subscription-resource-requests"
+    assert [get(arm, jobs_path(estate, "vault-a")).headers[remaining] for _ in range(3)] == ["249", "248", "247"]
+    assert get(arm, f"{other.id}/backupJobs").headers[remaining] == "249"  # another subscription's bucket
+    assert (arm.ratelimit_remaining_for(SUB), arm.ratelimit_remaining_for(SUB_OTHER)) == (247, 249)
+    assert arm.ratelimit_remaining == 249  # the bucket read last
+    assert arm.ratelimit_remaining_for("00000000-0000-0000-0000-000000000000") == 250  # untouched
+
+
+def test_an_enforced_empty_bucket_answers_arms_429_until_it_refills(estate: FakeEstate) -> None:
+    other = estate.add_vault(SUB_OTHER, "rg-c", "vault-c")
+    clock = ManualClock()
+    with FakeArm(estate, clock=clock, ratelimit_capacity=2, ratelimit_refill=0.5, enforce_ratelimit=True) as arm:
+        assert [get(arm, jobs_path(estate, "vault-a")).status_code for _ in range(2)] == [200, 200]
+        throttled = get(arm, jobs_path(estate, "vault-a"))
+        assert (throttled.status_code, error_code(throttled), throttled.headers["Retry-After"]) == (
+            429, "SubscriptionRequestsThrottled", "2")  # one read back takes 2 s at 0.5/s
+        assert throttled.json()["error"]["message"] == (
+            f"Number of 'read' requests for subscription '{SUB}' actor '5f1c2a8e-0d3b-4c7a-9e61-2b8d4f0a7c13' "
+            "exceeded. Please try again after '2' seconds after additional tokens are available. Refer to "
+            "https://aka.ms/arm-throttling for additional information.")
+        assert throttled.headers["x-ms-ratelimit-remaining-subscription-resource-requests"] == "0"
+        assert get(arm, estate.vault("vault-a").id).status_code == 429  # every read of the subscription
+        assert get(arm, f"{other.id}/backupJobs").status_code == 200  # other subscriptions are not affected
+        assert get(arm, jobs_path(estate, "vault-a"), token="stolen").status_code == 401  # no principal, no bucket
+        clock.now += 2
+        refilled = get(arm, jobs_path(estate, "vault-a"))
+        assert (refilled.status_code, refilled.headers["x-ms-ratelimit-remaining-subscription-resource-requests"]) \
+            == (200, "0")
+        assert get(arm, jobs_path(estate, "vault-a")).status_code == 429
+        clock.now += 3600
+        assert arm.ratelimit_remaining_for(SUB) == 2  # never more than the capacity
+
+
+def test_without_enforcement_the_bucket_only_counts_down(estate: FakeEstate) -> None:
+    with FakeArm(estate, ratelimit_capacity=1) as arm:
+        replies = [get(arm, jobs_path(estate, "vault-a")) for _ in range(3)]
+    assert [(r.status_code, r.headers["x-ms-ratelimit-remaining-subscription-resource-requests"])
+            for r in replies] == [(200, "0"), (200, "0"), (200, "0")]
+
+
+def test_stats_count_replies_by_operation_and_status_without_a_token(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 4)  # two pages of 3
+    vault_a = estate.vault("vault-a")
+    first = get(arm, jobs_path(estate, "vault-a"))
+    all_pages(arm, first)
+    get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(0)}")
+    get(arm, f"{jobs_path(estate, 'vault-a')}/{guid(99)}")
+    get(arm, f"{vault_a.id}/backupProtectedItems")
+    get(arm, vault_a.id, token="stolen")
+    get(arm, "/nowhere")
+    requests.get(arm.identity_endpoint, params={"api-version": "2019-08-01", "resource": "https://management.azure.com"},
+                 headers={"X-IDENTITY-HEADER": arm.identity_header}, timeout=5)
+    reply = requests.get(arm.url + "/_fake/stats", timeout=5)  # no token, no api-version
+    assert reply.status_code == 200
+    stats = reply.json()
+    assert "not an Azure API" in stats["test_only"]
+    assert stats["requests"] == {
+        "jobs_list": {"200": 1}, "jobs_next_page": {"200": 1}, "jobs_get": {"200": 1, "404": 1},
+        "items_list": {"200": 1}, "vault_get": {"401": 1}, "unknown": {"404": 1}, "identity": {"200": 1}}
+    assert (stats["arm_requests"], stats["arm_throttled"], stats["in_flight"]) == (7, 0, 0)
+    assert stats["by_subscription"] == {SUB.lower(): 6, "": 1}
+    assert stats["first_arm_request_at"] <= stats["last_arm_request_at"] <= stats["now"]
+    assert set(stats["last_at"]) == set(stats["requests"])
+    assert stats["ratelimit"] == {"enforced": False, "capacity": 250, "refill_per_second": 0.0,
+                                  "remaining": {SUB.lower(): 250 - 6, "": 249}}
+    assert len(arm.requests) == 8  # the stats request itself is neither recorded nor counted
+    assert requests.post(arm.url + "/_fake/stats", timeout=5).status_code == 405
+
+
+def test_stats_count_429s_and_carry_extra_counters(estate: FakeEstate) -> None:
+    with FakeArm(estate, ratelimit_capacity=1, enforce_ratelimit=True, record_requests=False,
+                 stats_extra=lambda: {"jobs_finished": 3}) as arm:
+        statuses = [get(arm, jobs_path(estate, "vault-a")).status_code for _ in range(3)]
+        stats = arm.stats()
+    assert statuses == [200, 429, 429]
+    assert stats["requests"] == {"jobs_list": {"200": 1, "429": 2}}
+    assert (stats["arm_requests"], stats["arm_throttled"], stats["extra"]) == (3, 2, {"jobs_finished": 3})
+    assert len(arm.requests) == 0  # not recorded, only counted
+
+
+def test_a_list_page_is_a_copy_the_caller_cannot_change(arm: FakeArm, estate: FakeEstate) -> None:
+    add_backups(estate, "vault-a", 2)
+    get(arm, jobs_path(estate, "vault-a"))
+    assert all("extendedInfo" in job["properties"] for job in estate.jobs("vault-a"))  # the list strips a copy
+
+
 def test_requests_are_recorded_with_query_and_headers(arm: FakeArm, estate: FakeEstate) -> None:
     get(arm, jobs_path(estate, "vault-a"), **{"$filter": "status eq 'Failed'"})
     [recorded] = list(arm.requests)
@@ -995,6 +1094,19 @@ def test_latency_is_added_to_arm_requests(estate: FakeEstate) -> None:
         started = time.monotonic()
         get(arm, jobs_path(estate, "vault-a"))
         assert time.monotonic() - started >= 0.2
+
+
+def test_replies_do_not_wait_for_the_clients_delayed_ack(arm: FakeArm, estate: FakeEstate) -> None:
+    # With Nagle's algorithm on, the body (a second write) waits for the ACK of the head, which a Linux
+    # client delays by 40 ms: every reply but the first would take that long. The fastest of them shows it.
+    with requests.Session() as session:
+        timings = []
+        for _ in range(8):
+            started = time.perf_counter()
+            session.get(arm.url + jobs_path(estate, "vault-a"), params={"api-version": API},
+                        headers={"Authorization": f"Bearer {arm.token}"}, timeout=5)
+            timings.append(time.perf_counter() - started)
+    assert min(timings[1:]) < 0.03, timings
 
 
 def test_the_server_survives_bad_requests_and_its_own_bugs(arm: FakeArm, estate: FakeEstate) -> None:
