@@ -20,7 +20,7 @@ from .arm import ArmClient, ArmError, AuthError
 from .models import VaultRef, parse_vault
 from .settings import Settings
 from .telemetry import Telemetry
-from .vault import VaultSnapshot, VaultState
+from .vault import ListedJobs, VaultSnapshot, VaultState
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,23 @@ class Refresher:
         self._inflight[key] = future
         future.add_done_callback(lambda _: self._done(key))
 
+    def _submit_vault(self, state: VaultState) -> None:
+        """A vault's refresh is two tasks: its lists, then its details. The details task is queued when
+        the lists are done, behind every list already queued, so at 20,000 items every job's status
+        is out after all the lists (a minute) rather than after all the details (minutes)."""
+        key = state.ref.key
+        self._last_attempt[key] = time.monotonic()
+        refreshed: Future[None] = Future()  # resolved when the whole refresh ends, well or not
+        self._inflight[key] = refreshed
+        refreshed.add_done_callback(lambda _: self._done(key))
+        self._queue(refreshed, self._list_vault, state, refreshed)
+
+    def _queue(self, refreshed: Future[None], task: Callable[..., None], *args: object) -> None:
+        try:
+            self._executor.submit(task, *args)
+        except RuntimeError:  # shutting down
+            refreshed.set_result(None)
+
     def _done(self, key: str) -> None:
         with self._lock:
             self._inflight.pop(key, None)
@@ -111,7 +128,7 @@ class Refresher:
         with self._lock:
             for state in _interleaved_by_subscription(self._states.values()):
                 if self._due(state.ref.key, interval):
-                    self._submit(state.ref.key, self._refresh_vault, state)
+                    self._submit_vault(state)
             return [f for k, f in self._inflight.items() if not k.startswith("discovery:")]
 
     def ready(self) -> bool:
@@ -123,24 +140,42 @@ class Refresher:
 
     # --- the work --------------------------------------------------------------------------------
 
-    def _refresh_vault(self, state: VaultState) -> None:
+    def _list_vault(self, state: VaultState, refreshed: Future[None]) -> None:
         started = time.perf_counter()
         try:
-            state.refresh(self.client, self.telemetry.parse_error)
-        except AuthError as exc:
-            state.mark_failed(time.perf_counter() - started)
-            self._auth_failed(exc)
-        except ArmError as exc:
-            self.auth_ok = True
-            self._note_failure(state.ref.key, f"vault={state.ref.name} refresh failed, keeping its last data: {exc}")
-        except Exception:  # a bug must not kill the worker or hide the other vaults
-            state.mark_failed(time.perf_counter() - started)
-            log.exception("vault=%s refresh failed unexpectedly", state.ref.name)
+            listed = state.list_jobs(self.client, self.telemetry.parse_error)
+        except Exception as exc:  # noqa: BLE001 - logged in _refresh_failed; one vault never stops the others
+            self._refresh_failed(state, exc, time.perf_counter() - started)
+            refreshed.set_result(None)
+            return
+        self.auth_ok = True
+        if self.on_refreshed is not None:
+            self.on_refreshed(state.snapshot)  # pre-render the jobs' status, so no scrape waits for it
+        self._queue(refreshed, self._detail_vault, state, listed, refreshed)
+
+    def _detail_vault(self, state: VaultState, listed: ListedJobs, refreshed: Future[None]) -> None:
+        started = time.perf_counter()
+        try:
+            state.fetch_details(self.client, self.telemetry.parse_error, listed)
+        except Exception as exc:  # noqa: BLE001 - logged in _refresh_failed; one vault never stops the others
+            self._refresh_failed(state, exc, listed.seconds + time.perf_counter() - started)
         else:
-            self.auth_ok = True
             self._note_recovery(state.ref.key, f"vault={state.ref.name} refreshed again")
             if self.on_refreshed is not None:
                 self.on_refreshed(state.snapshot)
+        finally:
+            refreshed.set_result(None)
+
+    def _refresh_failed(self, state: VaultState, exc: Exception, duration: float) -> None:
+        if isinstance(exc, AuthError):
+            state.mark_failed(duration)
+            self._auth_failed(exc)
+        elif isinstance(exc, ArmError):  # the vault marked itself failed
+            self.auth_ok = True
+            self._note_failure(state.ref.key, f"vault={state.ref.name} refresh failed, keeping its last data: {exc}")
+        else:  # a bug must not kill the worker or hide the other vaults
+            state.mark_failed(duration)
+            log.error("vault=%s refresh failed unexpectedly", state.ref.name, exc_info=exc)
 
     def _discover(self, subscription_id: str) -> None:
         discovery = self._discoveries[subscription_id]

@@ -106,6 +106,14 @@ class VaultData:
 
 
 @dataclass(frozen=True)
+class ListedJobs:
+    """A refresh half done: its jobs are listed and published, their details not fetched yet."""
+
+    now: datetime  # when the listing started; the next incremental list starts from here
+    seconds: float  # time spent listing
+
+
+@dataclass(frozen=True)
 class VaultSnapshot:
     """What the collector renders for one vault: immutable, replaced whole after each refresh."""
 
@@ -157,6 +165,11 @@ class VaultState:
 
         On failure the previous data stays and only the success flag and duration change.
         """
+        return self.fetch_details(client, on_error, self.list_jobs(client, on_error))
+
+    def list_jobs(self, client: ArmClient, on_error: ErrorSink) -> ListedJobs:
+        """The first half of a refresh: list and merge the jobs, and publish their status, start and end
+        (they come from the list) before the slower detail requests. `fetch_details` completes it."""
         started = time.perf_counter()
         now = self.clock()
         try:
@@ -165,16 +178,26 @@ class VaultState:
                 self.location = discovered.location if discovered else ""
             self._list_items_if_due(client, on_error)
             listed = self._list(client, now, on_error)
-            self._merge(listed, now)
-            self._prune(now)
-            # Status, start and end come from the list: publish them before the slower detail requests.
-            self._publish(success=self.snapshot.success, duration=self.snapshot.duration, refreshed=None)
-            self._fetch_details(client, on_error)
-            self.listed_until = now
         except ArmError:
             self.mark_failed(time.perf_counter() - started)
             raise
-        self._publish(success=True, duration=time.perf_counter() - started, refreshed=now.timestamp())
+        self._merge(listed, now)
+        self._prune(now)
+        self._publish(success=self.snapshot.success, duration=self.snapshot.duration, refreshed=None)
+        return ListedJobs(now, time.perf_counter() - started)
+
+    def fetch_details(self, client: ArmClient, on_error: ErrorSink, listed: ListedJobs) -> VaultSnapshot:
+        """The second half of a refresh: fetch the details that are due, then publish the vault as refreshed.
+        `duration` counts the time spent on both halves, not the wait in between."""
+        started = time.perf_counter()
+        try:
+            self._fetch_details(client, on_error)
+        except ArmError:
+            self.mark_failed(listed.seconds + time.perf_counter() - started)
+            raise
+        self.listed_until = listed.now
+        self._publish(success=True, duration=listed.seconds + time.perf_counter() - started,
+                      refreshed=listed.now.timestamp())
         return self.snapshot
 
     def _publish(self, success: bool | None, duration: float, refreshed: float | None) -> None:

@@ -371,3 +371,39 @@ def test_vaults_are_refreshed_one_subscription_at_a_time_in_turn(
     exporter.scrape()
     order = [r.path.rsplit("/", 1)[1] for r in arm.requests if r.path.rsplit("/", 2)[1] == "vaults"]
     assert order == ["vault-10", "vault-20", "vault-11", "vault-21", "vault-12", "vault-22"]
+
+
+def test_every_vault_is_listed_before_any_details_are_fetched(
+        estate: FakeEstate, arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    vaults = [estate.add_vault(sub, "rg", f"vault-{sub[0]}{n}") for sub in (SUB_A, SUB_B) for n in range(3)]
+    for n, vault in enumerate(vaults):
+        estate.add_job(vault.name, _backup(vault, _guid(n), "vm-web", NOW - 3 * H))
+    exporter = make_exporter(fixed_clock(NOW), vaults=",".join(v.id for v in vaults), concurrency="2")
+    exporter.scrape()
+    jobs_calls = [r.path for r in arm.requests if "/backupJobs" in r.path]
+    last_list = max(i for i, path in enumerate(jobs_calls) if path.endswith("/backupJobs"))
+    first_detail = min(i for i, path in enumerate(jobs_calls) if not path.endswith("/backupJobs"))
+    assert last_list < first_detail, jobs_calls
+    assert len(jobs_calls) - first_detail == len(vaults)  # one detail GET per vault's latest job
+    for vault in vaults:
+        assert exporter.value("azure_backup_job_last_status", **_item(vault, "vm-web"), status="Completed") == 1
+        assert exporter.value("azure_backup_job_last_size_bytes", **_item(vault, "vm-web")) == 11370 * 2**20
+
+
+def test_status_is_served_while_details_are_still_being_fetched(
+        two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    prod, dev = two_vaults
+    arm.set_fault(prod.name, Fault("timeout", delay=2.0, operations=frozenset({"jobs_get"})))
+    exporter = _exporter(make_exporter, prod, dev)
+    exporter.scrape(timeout=1.0)  # the lists are done, prod's details are not
+    assert exporter.value("azure_backup_job_last_status", **_item(prod, "vm-web"), status="Failed") == 1
+    tasks = {"task": "Transfer data to vault", "status": "InProgress"}
+    assert exporter.value("azure_backup_job_last_task_status", **_item(prod, "vm-db"), **tasks) is None  # a detail
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) is None  # not refreshed yet
+    arm.set_fault(prod.name, None)
+    deadline = time.monotonic() + 30
+    while exporter.refresher._inflight and time.monotonic() < deadline:  # finishes in the background
+        time.sleep(0.1)
+    exporter.scrape()
+    assert exporter.value("azure_backup_job_last_task_status", **_item(prod, "vm-db"), **tasks) == 1
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 1
