@@ -766,7 +766,8 @@ def exporter() -> Json:
                        grid(0, 6, 12, 8),
                        [target(f"{per_vault} (azure_backup_vault_scrape_success{v})", "{{vault}}")],
                        mappings=ok_failed_mappings("OK", "Failed")),
-        timeseries("Vault refresh duration", "How long each vault's last refresh took.", grid(12, 6, 12, 8),
+        timeseries("Vault refresh duration",
+                   "How long each vault's last refresh worked (its lists plus its details).", grid(12, 6, 12, 8),
                    [target(f"{per_vault} (azure_backup_vault_scrape_duration_seconds{v})", "{{vault}}")],
                    unit="s"),
         timeseries("Vault data age", "Age of each vault's data; the line marks 30 minutes "

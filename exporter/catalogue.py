@@ -112,7 +112,7 @@ VAULT_SCRAPE_SUCCESS = _spec(
     "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")
 VAULT_SCRAPE_DURATION = _spec(
     "azure_backup_vault_scrape_duration_seconds", "gauge", VAULT_LABELS,
-    "How long the vault's last refresh took.")
+    "How long the vault's last refresh worked: its lists plus its details, not the wait in between.")
 VAULT_LAST_REFRESH = _spec(
     "azure_backup_vault_last_refresh_timestamp_seconds", "gauge", VAULT_LABELS,
     "When the vault's data was last refreshed successfully, in Unix seconds.")
