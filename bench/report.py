@@ -177,17 +177,21 @@ def targets(estates: dict[str, Any], names: list[str]) -> list[list[str]]:
     cold, warm, b, c = result["a"]["cold"], result["a"]["warm"], result["b"], result["c"]
 
     status, lists, stop = c.get("status_s"), c.get("lists_done_s"), c.get("calls_stop_s")
-    # The status was complete at some time after the poll before (status_after_s) and by status_s. Met when
-    # that does not wait for the details: within 1.5x of what the lists alone need (every LIST call of the
-    # cold refresh, CONCURRENCY at a time, at the fake's latency, after the exporter's start-up).
+    # The status was complete at some time after the poll before (status_after_s) and by status_s. The issue's
+    # target: complete while the details were still being fetched. Ours, stricter: without waiting for more
+    # than the lists, i.e. within 1.5x of what they alone need (every LIST call of the cold refresh,
+    # CONCURRENCY at a time, at the fake's latency, after the exporter's start-up).
     after = c.get("status_after_s") or 0.0
     lists_ideal = cold["first_call_s"] + list_phase_ideal(result)
-    status_met = None if status is None or stop is None else after <= COLD_RATIO_TARGET * lists_ideal
+    measured = status is not None and stop is not None
     rows.append([f"Every item has a job status from LIST alone, while details are still being fetched{at}",
                  f"all {result['spec']['vaults'] * result['spec']['items_per_vault']:,} items had a status between "
                  f"{_s(after)} and {_s(status)} (polls, run C), the last list page was at {_s(lists)} and the "
-                 f"details were done at {_s(stop)}; the lists alone need {_s(lists_ideal)}",
-                 _verdict(status_met)])
+                 f"details were done at {_s(stop)}",
+                 _verdict(status < stop if measured else None)])
+    rows.append([f"(ours) ... within {COLD_RATIO_TARGET}x of what the lists alone need{at}",
+                 f"{_s(after)} against {_s(lists_ideal)} = {_num(after / lists_ideal, 2)}x",
+                 _verdict(after <= COLD_RATIO_TARGET * lists_ideal if measured else None)])
 
     cold_b = b["cold"]
     steady = b["steady"]
