@@ -280,8 +280,10 @@ class _EstateBuilder:
                 hour=item.hour, minute=self.rng.randrange(0, 30), second=self.rng.randrange(60))
             status = self._history_status(item, days_ago)
             end = start + timedelta(minutes=self.rng.uniform(*item.minutes))
-            if end >= self.now:  # yesterday's late slot is still running today; history is finished jobs
-                start, end = start - timedelta(days=1), end - timedelta(days=1)
+            if end >= self.now:  # yesterday's late slot would still be running; history is finished jobs, so
+                # it ran a little earlier (not a day earlier: then the day before's job would be the latest)
+                early = end - self.now + timedelta(minutes=self.rng.uniform(5, 30))
+                start, end = start - early, end - early
             self.add(item, operation="Backup", status=status, start=start, end=end,
                      size=_size(self.rng, item) if status in ("Completed", "CompletedWithWarnings") else None,
                      tasks=_finished_tasks(item, "Backup", status),

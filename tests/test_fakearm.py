@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import socket
 import time
@@ -23,7 +24,7 @@ import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
 
-from exporter.demo import start_demo
+from exporter.demo import FAILING_ITEM, VAULTS, WARNING_ITEM, _EstateBuilder, start_demo
 from exporter.fakearm import (
     AUTHORIZATION_FAILED_MESSAGE,
     GATEWAY_NOT_FOUND_MESSAGE,
@@ -1261,6 +1262,20 @@ def _assert_items_agree_with_jobs(jobs: list[dict[str, Any]], items: list[dict[s
         if "healthStatus" in item:
             assert item["healthStatus"] == ("ActionRequired" if latest["status"] == "Failed" else "Passed"), name
     return {p["entityFriendlyName"] for p in finished}
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_the_demos_failed_and_warned_backups_are_the_latest_at_any_hour(hour: int) -> None:
+    # vm-sql-01 backs up at 23:00 for over an hour: around midnight its last slot would still be running.
+    now = datetime(2026, 11, 30, hour, 10, tzinfo=UTC)
+    builder = _EstateBuilder(random.Random(7), now)
+    builder.build()
+    finished = [job["properties"] for vault in VAULTS for job in builder.estate.jobs(vault.name)
+                if job["properties"]["operation"] == "Backup" and "endTime" in job["properties"]]
+    assert all(parse_azure_time(p["endTime"]) < to_ticks(now) for p in finished)
+    latest = {p["entityFriendlyName"]: p["status"]
+              for p in sorted(finished, key=lambda p: parse_azure_time(p["startTime"]))}
+    assert (latest[FAILING_ITEM], latest[WARNING_ITEM]) == ("Failed", "CompletedWithWarnings")
 
 
 def test_the_demos_protected_items_agree_with_their_jobs() -> None:
