@@ -1178,11 +1178,8 @@ def test_the_demo_serves_every_shape_a_newcomer_should_see() -> None:
         assert len({p["entityFriendlyName"] for p in properties}) >= 15
         durations = {p["duration"] for p in properties}
         assert any(d.startswith("P") for d in durations) and any(re.match(r"^\d\d:\d\d:\d\d", d) for d in durations)
-        latest: dict[str, dict[str, Any]] = {}
-        for p in sorted(properties, key=lambda p: p["startTime"]):
-            if p["operation"] == "Backup":
-                latest[p["entityFriendlyName"]] = p
-        assert "Failed" in {p["status"] for p in latest.values()}
+        latest = {p["entityFriendlyName"]: p["status"] for p in _backups_by_start(jobs)}
+        assert "Failed" in set(latest.values())
         done = next(job for job in jobs if job["properties"]["jobType"] == "AzureIaaSVMJob"
                     and job["properties"]["status"] == "Completed" and job["properties"]["operation"] == "Backup")
         details = get(demo.arm, done["id"]).json()["properties"]["extendedInfo"]
@@ -1244,11 +1241,16 @@ def _status_word(properties: dict[str, Any], job_status: str) -> str:
     return job_status
 
 
+def _backups_by_start(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Backup jobs' properties, oldest start first."""
+    return sorted((job["properties"] for job in jobs if job["properties"]["operation"] == "Backup"),
+                  key=lambda p: parse_azure_time(p["startTime"]))
+
+
 def _assert_items_agree_with_jobs(jobs: list[dict[str, Any]], items: list[dict[str, Any]]) -> set[str]:
     """Every item with Backup jobs has a protected item that tells the same story; returns the names checked."""
     by_name = {item["properties"]["friendlyName"]: item["properties"] for item in items}
-    backups = sorted((job["properties"] for job in jobs if job["properties"]["operation"] == "Backup"),
-                     key=lambda p: parse_azure_time(p["startTime"]))
+    backups = _backups_by_start(jobs)
     assert {p["entityFriendlyName"] for p in backups} <= set(by_name)
     finished = [p for p in backups if "endTime" in p]
     for name in {p["entityFriendlyName"] for p in finished}:
@@ -1270,11 +1272,10 @@ def test_the_demos_failed_and_warned_backups_are_the_latest_at_any_hour(hour: in
     now = datetime(2026, 11, 30, hour, 10, tzinfo=UTC)
     builder = _EstateBuilder(random.Random(7), now)
     builder.build()
-    finished = [job["properties"] for vault in VAULTS for job in builder.estate.jobs(vault.name)
-                if job["properties"]["operation"] == "Backup" and "endTime" in job["properties"]]
+    jobs = [job for vault in VAULTS for job in builder.estate.jobs(vault.name)]
+    finished = [p for p in _backups_by_start(jobs) if "endTime" in p]
     assert all(parse_azure_time(p["endTime"]) < to_ticks(now) for p in finished)
-    latest = {p["entityFriendlyName"]: p["status"]
-              for p in sorted(finished, key=lambda p: parse_azure_time(p["startTime"]))}
+    latest = {p["entityFriendlyName"]: p["status"] for p in finished}
     assert (latest[FAILING_ITEM], latest[WARNING_ITEM]) == ("Failed", "CompletedWithWarnings")
 
 
