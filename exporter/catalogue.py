@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VAULT_LABELS: tuple[str, ...] = ("subscription_id", "resource_group", "vault")
-ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "backup_item")
+# An item is (backup_management_type, container, backup_item) within its vault: friendly names repeat across
+# containers (master on every SQL instance, one share name in two storage accounts). See the README's table.
+ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "container", "backup_item")
 JOB_LABELS: tuple[str, ...] = (*ITEM_LABELS, "operation")
 
 CACHE_NOTE = " Cached: may be up to REFRESH_INTERVAL old."
@@ -42,7 +44,7 @@ JOB_LAST_STATUS = _spec(
     "1 for the current status, 0 for the others." + CACHE_NOTE)
 JOB_LAST_INFO = _spec(
     "azure_backup_job_last_info", "gauge",
-    (*JOB_LABELS, "job_id", "job_type", "container", "workload_type"),
+    (*JOB_LABELS, "job_id", "job_type", "container_name", "workload_type"),
     "Identity of the latest job of each backup item and operation; always 1." + CACHE_NOTE)
 JOB_LAST_START = _spec(
     "azure_backup_job_last_start_timestamp_seconds", "gauge", JOB_LABELS,
@@ -63,7 +65,8 @@ JOB_LAST_TASK_STATUS = _spec(
 LAST_SUCCESS = _spec(
     "azure_backup_last_successful_backup_timestamp_seconds", "gauge", ITEM_LABELS,
     "Time of the item's last successful backup, in Unix seconds: the newest of the end of its latest "
-    "Backup job that ended Completed or CompletedWithWarnings, its lastBackupTime when lastBackupStatus "
+    "backup job (any operation starting with Backup, such as Backup (Full) or Backup (Log)) that ended Completed "
+    "or CompletedWithWarnings, its lastBackupTime when lastBackupStatus "
     "is a success, and its lastRecoveryPoint." + CACHE_NOTE)
 JOBS = _spec(
     "azure_backup_jobs", "gauge", (*VAULT_LABELS, "backup_management_type", "operation", "status"),
@@ -84,7 +87,7 @@ TRANSFERRED = _spec(
     "Backup Size of the jobs counted in azure_backup_jobs_finished_total." + CACHE_NOTE)
 ITEM_INFO = _spec(
     "azure_backup_item_info", "gauge",
-    (*ITEM_LABELS, "item_type", "workload_type", "policy", "container", "source_resource_id"),
+    (*ITEM_LABELS, "item_type", "workload_type", "policy", "container_name", "source_resource_id"),
     "One series per protected item; always 1." + ITEMS_CACHE_NOTE)
 ITEM_LAST_BACKUP = _spec(
     "azure_backup_item_last_backup_timestamp_seconds", "gauge", ITEM_LABELS,

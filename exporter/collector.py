@@ -92,8 +92,8 @@ def vault_data_families(snap: VaultSnapshot) -> list[Metric]:
     for _, job in sorted(data.latest_jobs().items()):
         latest.add(vault, job)
     last_success = _gauge(c.LAST_SUCCESS)
-    for (bmt, item), when in sorted(data.last_success.items()):
-        last_success.add_metric([*vault, bmt, item], when)
+    for item_key, when in sorted(data.last_success.items()):
+        last_success.add_metric([*vault, *item_key], when)
     jobs = _gauge(c.JOBS)
     tally = Tally((j.backup_management_type, j.operation, j.status) for j in data.jobs)
     for key, count in sorted(tally.items()):
@@ -115,8 +115,8 @@ def _item_families(snap: VaultSnapshot) -> list[Metric]:
     status, health = _gauge(c.ITEM_LAST_BACKUP_STATUS), _gauge(c.ITEM_HEALTH)
     protection, recovery_point = _gauge(c.ITEM_PROTECTION_STATE), _gauge(c.ITEM_LAST_RECOVERY_POINT)
     for item in snap.data.items:
-        labels = [*snap.ref.labels, item.backup_management_type, item.friendly_name]
-        info.add_metric([*labels, item.item_type, item.workload_type, item.policy, item.container,
+        labels = [*snap.ref.labels, *item.item_key]
+        info.add_metric([*labels, item.item_type, item.workload_type, item.policy, item.container_name,
                          item.source_resource_id], 1)
         if item.last_backup_time is not None:
             last_backup.add_metric(labels, item.last_backup_time)
@@ -149,9 +149,9 @@ class LatestJobFamilies:
         self.tasks = _gauge(c.JOB_LAST_TASK_STATUS)
 
     def add(self, vault: tuple[str, str, str], job: Job) -> None:
-        labels = [*vault, job.backup_management_type, job.item, job.operation]
+        labels = [*vault, *job.item_key, job.operation]
         _add_enum(self.status, labels, KNOWN_STATUSES, job.status)
-        self.info.add_metric([*labels, job.job_id, job.job_type, job.container, job.workload_type], 1)
+        self.info.add_metric([*labels, job.job_id, job.job_type, job.container_name, job.workload_type], 1)
         if job.start is not None:
             self.start.add_metric(labels, job.start)
         if job.end is not None and job.finished:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .identity import ItemKey, item_container, job_identity
 from .parsing import parse_duration, parse_size, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -91,19 +92,41 @@ class Job:
     start: float | None
     end: float | None
     duration: float | None
-    container: str = ""
+    container: str = ""  # the item's container label (identity.py), once joined to its protected item
+    container_name: str = ""  # Azure's raw containerName (or dpmServerName, mabServerName, storageAccountName)
     workload_type: str = ""
     size_bytes: float | None = None
     tasks: tuple[Task, ...] | None = None  # None: details not fetched (LIST carries none)
+    named_as: tuple[str, str] = ("", "")  # (container, item) in the job's own words, before the join
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
     @property
-    def series_key(self) -> tuple[str, str, str]:
+    def is_backup(self) -> bool:
+        """Backup, and the workload kinds: Backup (Full), Backup (Differential), Backup (Log), ..."""
+        return self.operation.startswith("Backup")
+
+    @property
+    def item_key(self) -> ItemKey:
+        return (self.backup_management_type, self.container, self.item)
+
+    @property
+    def own_item_key(self) -> ItemKey:
+        """The item as the job itself names it (matched to a protected item by identity.ItemDirectory)."""
+        return (self.backup_management_type, *self.named_as)
+
+    @property
+    def series_key(self) -> tuple[str, str, str, str]:
         """What 'the latest job' is the latest of: one item and one operation."""
-        return (self.backup_management_type, self.item, self.operation)
+        return (self.backup_management_type, self.container, self.item, self.operation)
+
+    def joined_to(self, key: ItemKey) -> Job:
+        """This job labelled as the item `key` (itself when it already is)."""
+        if key == self.item_key:
+            return self
+        return replace(self, container=key[1], item=key[2])
 
     def with_details(self, details: Job) -> Job:
         """Take GET's newer common fields and its size and tasks."""
@@ -128,7 +151,7 @@ def _optional(props: Mapping[str, Any], field: str, parser: Callable[[str], floa
         return None
 
 
-def _container(props: Mapping[str, Any]) -> str:
+def _raw_container(props: Mapping[str, Any]) -> str:
     for key in ("containerName", "dpmServerName", "mabServerName", "storageAccountName"):
         if isinstance(props.get(key), str) and props[key]:
             return _text(props[key])
@@ -142,20 +165,25 @@ def parse_job(resource: Mapping[str, Any], on_error: ErrorSink) -> Job | None:
     if not isinstance(props, Mapping) or not isinstance(job_id, str) or not job_id:
         on_error("job")
         return None
+    backup_management_type = _text(props.get("backupManagementType"))
+    container, item = job_identity(backup_management_type, _text(props.get("entityFriendlyName")), props)
+    named_as = (_text(container), _text(item))
     return Job(
         job_id=job_id.lower(),
         job_type=_text(props.get("jobType")),
-        item=_text(props.get("entityFriendlyName")),
-        backup_management_type=_text(props.get("backupManagementType")),
+        item=named_as[1],
+        backup_management_type=backup_management_type,
         operation=_text(props.get("operation")),
         status=_text(props.get("status")),
         start=_optional(props, "startTime", parse_timestamp, on_error),
         end=_optional(props, "endTime", parse_timestamp, on_error),
         duration=_optional(props, "duration", parse_duration, on_error),
-        container=_container(props),
+        container=named_as[0],
+        container_name=_raw_container(props),
         workload_type=_text(props.get("workloadType")),
         size_bytes=_size(props, on_error),
         tasks=_tasks(props, on_error),
+        named_as=named_as,
     )
 
 
@@ -203,7 +231,8 @@ class ProtectedItem:
     item_type: str
     workload_type: str
     policy: str
-    container: str
+    container: str  # the container label (identity.py)
+    container_name: str  # Azure's raw containerName
     source_resource_id: str
     last_backup_status: str
     last_backup_time: float | None
@@ -212,9 +241,9 @@ class ProtectedItem:
     last_recovery_point: float | None
 
     @property
-    def item_key(self) -> tuple[str, str]:
-        """Joins the item with its jobs: backup management type and friendly name."""
-        return (self.backup_management_type, self.friendly_name)
+    def item_key(self) -> ItemKey:
+        """The item's identity in its vault, which its jobs are joined to."""
+        return (self.backup_management_type, self.container, self.friendly_name)
 
     @property
     def last_success(self) -> float | None:
@@ -235,14 +264,16 @@ def parse_item(resource: Mapping[str, Any], on_error: ErrorSink) -> ProtectedIte
         return None
     # DPM items keep their last backup status in extendedInfo; workload items name their health differently.
     extended = _extended_info(props) or {}
+    backup_management_type = _text(props.get("backupManagementType"))
     return ProtectedItem(
         name=name,
         friendly_name=_text(props.get("friendlyName")) or _text(props.get("computerName")) or name,
-        backup_management_type=_text(props.get("backupManagementType")),
+        backup_management_type=backup_management_type,
         item_type=_text(props.get("protectedItemType")),
         workload_type=_text(props.get("workloadType")),
         policy=_policy_name(props),
-        container=_text(props.get("containerName")),
+        container=_text(item_container(backup_management_type, props)),
+        container_name=_text(props.get("containerName")),
         source_resource_id=_text(props.get("sourceResourceId")),
         last_backup_status=_text(props.get("lastBackupStatus")) or _text(extended.get("lastBackupStatus")),
         last_backup_time=_real_time(_optional(props, "lastBackupTime", parse_timestamp, on_error)),
@@ -250,6 +281,35 @@ def parse_item(resource: Mapping[str, Any], on_error: ErrorSink) -> ProtectedIte
         protection_state=_text(props.get("protectionState")),
         last_recovery_point=_real_time(_optional(props, "lastRecoveryPoint", parse_timestamp, on_error)),
     )
+
+
+def with_distinct_identities(items: list[ProtectedItem], on_error: ErrorSink) -> list[ProtectedItem]:
+    """The items, none sharing an identity: a label set must name exactly one item.
+
+    Two items that derive the same (type, container, name) (no type known today does) keep Azure's whole
+    containerName as their container instead, then also the item's ARM name; each such item counts as a
+    parse error of field 'item_identity'.
+    """
+    groups: dict[ItemKey, list[ProtectedItem]] = {}
+    for item in items:
+        groups.setdefault(_folded(item.item_key), []).append(item)
+    if all(len(group) == 1 for group in groups.values()):
+        return items
+    result = []
+    for group in groups.values():
+        if len(group) == 1:
+            result.extend(group)
+            continue
+        for item in group:
+            on_error("item_identity")
+            raw = item.container_name or item.container
+            clash = sum(1 for other in group if (other.container_name or other.container) == raw) > 1
+            result.append(replace(item, container=f"{raw};{item.name}" if clash else raw))
+    return result
+
+
+def _folded(key: ItemKey) -> ItemKey:
+    return (key[0].lower(), key[1].lower(), key[2].lower())
 
 
 # Azure writes 2001-01-01T00:00:00Z as the lastBackupTime of an item never backed up (seen in a CLI recording).

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from .arm import ArmClient, ArmError
+from .arm import ArmClient, ArmError, AuthError
+from .identity import ItemDirectory, ItemKey
 from .models import (
     FINISHED_STATUSES,
     SUCCESS_STATUSES,
@@ -27,6 +28,7 @@ from .models import (
     parse_item,
     parse_job,
     parse_vault,
+    with_distinct_identities,
 )
 from .parsing import format_filter_time
 from .settings import MAX_LOOKBACK
@@ -41,8 +43,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 RUNNING_DETAILS_MAX_AGE = timedelta(minutes=30).total_seconds()
 DURATION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
 
-SeriesKey = tuple[str, str, str]  # backup_management_type, item, operation
-ItemKey = tuple[str, str]  # backup_management_type, item
+SeriesKey = tuple[str, str, str, str]  # backup_management_type, container, item, operation
 TypeOpKey = tuple[str, str]  # backup_management_type, operation
 
 
@@ -148,7 +149,10 @@ class VaultState:
         self.jobs: dict[str, Job] = {}
         self.items: tuple[ProtectedItem, ...] = ()
         self.items_listed_at: float | None = None  # time.monotonic() of the last protected-items listing
-        self.last_success: dict[ItemKey, float] = {}  # from jobs; items add theirs in the snapshot
+        self.items_error: ArmError | None = None  # the protected-items list failed in this refresh
+        self.directory = ItemDirectory(())  # joins jobs to the items: empty until the items are listed
+        # From jobs, by the item as the job names it (own_item_key): joined to the items in the snapshot.
+        self.last_success: dict[ItemKey, float] = {}
         self.stats = FinishedStats()
         self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
         self.details_fetched_at: dict[str, float] = {}  # running jobs: when their details were last fetched
@@ -176,7 +180,7 @@ class VaultState:
             if not self.location:
                 discovered = parse_vault(client.get_vault(self.ref), on_error)
                 self.location = discovered.location if discovered else ""
-            self._list_items_if_due(client, on_error)
+            self.items_error = self._list_items_if_due(client, on_error)
             listed = self._list(client, now, on_error)
         except ArmError:
             self.mark_failed(time.perf_counter() - started)
@@ -196,6 +200,10 @@ class VaultState:
             self.mark_failed(listed.seconds + time.perf_counter() - started)
             raise
         self.listed_until = listed.now
+        if self.items_error is not None:
+            # Jobs are current, items are not: publish the jobs, report the vault as failing.
+            self._publish(success=False, duration=listed.seconds + time.perf_counter() - started, refreshed=None)
+            raise self.items_error
         self._publish(success=True, duration=listed.seconds + time.perf_counter() - started,
                       refreshed=listed.now.timestamp())
         return self.snapshot
@@ -209,17 +217,36 @@ class VaultState:
 
     # --- protected items -------------------------------------------------------------------------
 
-    def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> None:
-        """Items change slowly, so they are listed on their own, longer interval."""
+    def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
+        """Items change slowly, so they are listed on their own, longer interval. A failure keeps the last
+        items (or, never listed, leaves jobs in their own names) and is returned, so the jobs still refresh."""
         if self.items_listed_at is not None and time.monotonic() - self.items_listed_at < self.items_interval:
-            return
-        items = (parse_item(resource, on_error) for resource in client.list_items(self.ref))
-        self.items = tuple(sorted((i for i in items if i is not None), key=lambda i: (i.item_key, i.name)))
+            return None
+        try:
+            parsed = [item for item in (parse_item(r, on_error) for r in client.list_items(self.ref)) if item]
+        except AuthError:
+            raise
+        except ArmError as exc:
+            log.warning("vault=%s protected items not listed, jobs keep their own names: %s", self.ref.name, exc)
+            return exc
+        items = with_distinct_identities(parsed, on_error)
+        self.items = tuple(sorted(items, key=lambda i: (i.item_key, i.name)))
         self.items_listed_at = time.monotonic()
+        self.directory = ItemDirectory(item.item_key for item in self.items)
+        for job_id, job in self.jobs.items():
+            self.jobs[job_id] = self._joined(job)
+        return None
+
+    def _joined(self, job: Job) -> Job:
+        """The job labelled as the protected item it belongs to."""
+        return job.joined_to(self.directory.resolve(job.own_item_key))
 
     def _merged_last_success(self) -> MappingProxyType[ItemKey, float]:
         """Jobs' last success, or the item's own record where that is newer (it survives restarts)."""
-        merged = dict(self.last_success)
+        merged: dict[ItemKey, float] = {}
+        for own_key, ended in self.last_success.items():
+            key = self.directory.resolve(own_key)
+            merged[key] = max(merged.get(key, 0.0), ended)
         for item in self.items:
             when = item.last_success
             if when is not None and when > merged.get(item.item_key, 0.0):
@@ -258,7 +285,7 @@ class VaultState:
         horizon = (now - self.lookback).timestamp()
         for job_id, job in listed.items():
             previous = self.jobs.get(job_id)
-            self.jobs[job_id] = _keep_details(previous, job)
+            self.jobs[job_id] = self._joined(_keep_details(previous, job))
             self.stats.declare((job.backup_management_type, job.operation))
             if not first and self._newly_finished(previous, job, horizon):
                 self._count_finished(self.jobs[job_id])
@@ -282,8 +309,8 @@ class VaultState:
 
     def _record_successes(self, jobs: Any) -> None:
         for job in jobs:
-            if job.operation == "Backup" and job.status in SUCCESS_STATUSES and job.end is not None:
-                key = (job.backup_management_type, job.item)
+            if job.is_backup and job.status in SUCCESS_STATUSES and job.end is not None:
+                key = job.own_item_key
                 self.last_success[key] = max(self.last_success.get(key, 0.0), job.end)
 
     # --- details ---------------------------------------------------------------------------------
@@ -319,7 +346,7 @@ class VaultState:
             if details is None:
                 continue
             previous = self.jobs[job_id]
-            self.jobs[job_id] = previous.with_details(details)
+            self.jobs[job_id] = self._joined(previous.with_details(details))
             if details.finished:
                 self.details_fetched_at.pop(job_id, None)
             else:

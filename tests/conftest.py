@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.__main__ import build
 from exporter.exposition import CachedExposition
@@ -64,6 +65,7 @@ class Exporter:
         self.refresher.refresh_due(time.monotonic() + timeout)
         fast = b"".join(self.exposition.render()).decode()
         assert fast == generate_latest(self.registry).decode()
+        assert_every_series_once(fast)
         return fast
 
     def value(self, name: str, **labels: str) -> float | None:
@@ -84,6 +86,20 @@ def make_exporter(arm: FakeArm) -> Iterator[Callable[..., Exporter]]:
     yield factory
     for exporter in made:
         exporter.refresher.close()
+
+
+def assert_every_series_once(exposition: str) -> None:
+    """No label set twice in one exposition: Prometheus would keep one sample and drop the other, so one
+    of two items would silently vanish (the text parser accepts duplicates, so count them ourselves)."""
+    seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
+    duplicates = []
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            if key in seen:
+                duplicates.append(key)
+            seen.add(key)
+    assert not duplicates, f"{len(duplicates)} series twice, e.g. {duplicates[0]}"
 
 
 def drop_volatile(exposition: str) -> str:

@@ -23,8 +23,12 @@ def _vault_labels(vault: FakeVault) -> dict[str, str]:
     return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name}
 
 
-def _item(vault: FakeVault, item: str, operation: str = "Backup", bmt: str = "AzureIaasVM") -> dict[str, str]:
-    return {**_vault_labels(vault), "backup_management_type": bmt, "backup_item": item, "operation": operation}
+def _item(vault: FakeVault, item: str, operation: str = "Backup", bmt: str = "AzureIaasVM",
+          container: str | None = None) -> dict[str, str]:
+    """A job series' labels; an Azure VM's container is its resource group (here the vault's)."""
+    return {**_vault_labels(vault), "backup_management_type": bmt,
+            "container": vault.resource_group if container is None else container, "backup_item": item,
+            "operation": operation}
 
 
 def _backup(vault: FakeVault, job_id: str, item: str, start: datetime, *, status: str = "Completed",
@@ -56,6 +60,7 @@ def two_vaults(estate: FakeEstate) -> tuple[FakeVault, FakeVault]:
                                     start=NOW - 3 * H, end=NOW - 2 * H, duration="PT1H"))
     estate.add_job(b.name, make_job(_guid(6), vault=b, item="files-share", status="Completed",
                                     job_type="AzureStorageJob", backup_management_type="AzureStorage",
+                                    container="stdevfiles01",
                                     start=NOW - 4 * H, end=NOW - 4 * H + timedelta(minutes=3),
                                     duration="PT3M", size="0 MB"))
     # the protected items behind those jobs, as Azure reports them
@@ -66,7 +71,7 @@ def two_vaults(estate: FakeEstate) -> tuple[FakeVault, FakeVault]:
         vault=a, friendly_name="vm-db", last_backup_status="CompletedWithWarnings", last_backup_time=NOW - 5 * H,
         last_recovery_point=NOW - 5 * H, health_status="Passed", policy="DailyPolicy"))
     estate.add_item(b.name, make_protected_item(
-        vault=b, item_type="AzureFileShareProtectedItem", friendly_name="files-share",
+        vault=b, item_type="AzureFileShareProtectedItem", friendly_name="files-share", container="stdevfiles01",
         last_backup_status="Completed", last_backup_time=NOW - 4 * H, last_recovery_point=NOW - 4 * H,
         health_status="Passed", policy="FilesDaily"))
     return a, b
@@ -105,7 +110,7 @@ def test_latest_job_status_and_details(two_vaults: tuple[FakeVault, FakeVault],
     assert exporter.value("azure_backup_job_last_duration_seconds", **db) == 1200
     assert exporter.value("azure_backup_job_last_task_status", **db, task="Transfer data to vault",
                           status="InProgress") == 1
-    share = _item(dev, "files-share", bmt="AzureStorage")
+    share = _item(dev, "files-share", bmt="AzureStorage", container="stdevfiles01")
     assert exporter.value("azure_backup_job_last_size_bytes", **share) == 0
     assert exporter.value("azure_backup_vault_info", **_vault_labels(dev), location="northeurope") == 1
     assert exporter.value("azure_backup_up") == 1
@@ -336,17 +341,19 @@ def test_discovery_and_explicit_vaults_are_watched_once(
 
 def test_every_job_type_parses(estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
     vault = estate.add_vault(SUB_A, "rg", "vault-all")
-    kinds = [("AzureIaaSVMJob", "AzureIaasVM"), ("AzureIaaSVMJobV2", "AzureIaasVM"),
-             ("AzureStorageJob", "AzureStorage"), ("AzureWorkloadJob", "AzureWorkload"), ("DpmJob", "DPM"),
-             ("MabJob", "MAB"), ("VaultJob", "Invalid"), ("SomeFutureJob", "DefaultBackup")]
-    for n, (job_type, bmt) in enumerate(kinds):
+    # (jobType, backupManagementType, the container label the job's own fields give; no items to join to)
+    kinds = [("AzureIaaSVMJob", "AzureIaasVM", "rg"), ("AzureIaaSVMJobV2", "AzureIaasVM", "rg"),
+             ("AzureStorageJob", "AzureStorage", "stfilesharesbackup"), ("AzureWorkloadJob", "AzureWorkload", ""),
+             ("DpmJob", "DPM", "dpm01.contoso.local"), ("MabJob", "MAB", "item-5"), ("VaultJob", "Invalid", ""),
+             ("SomeFutureJob", "DefaultBackup", "")]
+    for n, (job_type, bmt, _) in enumerate(kinds):
         estate.add_job(vault.name, make_job(_guid(n), vault=vault, item=f"item-{n}", job_type=job_type,
                                             backup_management_type=bmt, start=NOW - H, end=NOW - H / 2,
                                             duration="00:30:00"))
     exporter = _exporter(make_exporter, vault)
     text = exporter.scrape()
-    for n, (job_type, bmt) in enumerate(kinds):
-        labels = _item(vault, f"item-{n}", bmt=bmt)
+    for n, (job_type, bmt, container) in enumerate(kinds):
+        labels = _item(vault, f"item-{n}", bmt=bmt, container=container)
         assert exporter.value("azure_backup_job_last_duration_seconds", **labels) == 1800, job_type
         assert f'job_type="{job_type}"' in text
 

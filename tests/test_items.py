@@ -15,9 +15,11 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 
 
-def _labels(vault: FakeVault, item: str, bmt: str = "AzureIaasVM") -> dict[str, str]:
+def _labels(vault: FakeVault, item: str, bmt: str = "AzureIaasVM", container: str | None = None) -> dict[str, str]:
+    """An item's labels; an Azure VM's container is its resource group (here the vault's)."""
     return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name,
-            "backup_management_type": bmt, "backup_item": item}
+            "backup_management_type": bmt, "container": vault.resource_group if container is None else container,
+            "backup_item": item}
 
 
 @pytest.fixture
@@ -84,17 +86,19 @@ def test_a_newer_successful_job_wins_over_the_items_record(
         (NOW - H).timestamp()
 
 
-@pytest.mark.parametrize(("item_type", "bmt", "status", "health"), [
-    ("Microsoft.Compute/virtualMachines", "AzureIaasVM", "Completed", "Passed"),
-    ("Microsoft.ClassicCompute/virtualMachines", "AzureIaasVM", "Completed", "Passed"),
-    ("AzureFileShareProtectedItem", "AzureStorage", "Completed", "Passed"),
-    ("AzureVmWorkloadSQLDatabase", "AzureWorkload", "Healthy", "Healthy"),
-    ("AzureVmWorkloadSAPHanaDatabase", "AzureWorkload", "Healthy", "Healthy"),
-    ("MabFileFolderProtectedItem", "MAB", "Completed", ""),
-    ("DPMProtectedItem", "DPM", "Completed", ""),
-    ("SomeFutureProtectedItem", "DefaultBackup", "Completed", ""),
+# The container each type's item gets (the README's table); the fake puts each on the host "thing".
+@pytest.mark.parametrize(("item_type", "bmt", "status", "health", "container"), [
+    ("Microsoft.Compute/virtualMachines", "AzureIaasVM", "Completed", "Passed", "rg-prod"),
+    ("Microsoft.ClassicCompute/virtualMachines", "AzureIaasVM", "Completed", "Passed", "thing"),  # cloud service
+    ("AzureFileShareProtectedItem", "AzureStorage", "Completed", "Passed", "thing"),
+    ("AzureVmWorkloadSQLDatabase", "AzureWorkload", "Healthy", "Healthy", "thing/MSSQLSERVER"),
+    ("AzureVmWorkloadSAPHanaDatabase", "AzureWorkload", "Healthy", "Healthy", "thing/THING"),
+    ("MabFileFolderProtectedItem", "MAB", "Completed", "", "thing"),
+    ("DPMProtectedItem", "DPM", "Completed", "", "thing"),
+    ("SomeFutureProtectedItem", "DefaultBackup", "Completed", "", "thing"),
 ])
-def test_every_item_type_parses(item_type: str, bmt: str, status: str, health: str, *, vault: FakeVault,
+def test_every_item_type_parses(item_type: str, bmt: str, status: str, health: str, container: str, *,
+                                vault: FakeVault,
                                 estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
     estate.add_item(vault.name, make_protected_item(
         vault=vault, item_type=item_type, friendly_name="thing", backup_management_type=bmt,
@@ -102,7 +106,7 @@ def test_every_item_type_parses(item_type: str, bmt: str, status: str, health: s
         health_status=health or None, policy="DailyPolicy"))
     exporter = _exporter(make_exporter, vault)
     text = exporter.scrape()
-    labels = _labels(vault, "thing", bmt)
+    labels = _labels(vault, "thing", bmt, container)
     assert f'item_type="{item_type}"' in text
     assert exporter.value("azure_backup_item_protection_state", **labels, state="Protected") == 1
     assert exporter.value("azure_backup_item_last_backup_status", **labels, status=status) == 1

@@ -36,7 +36,8 @@ def test_cli_recording_list_has_no_details() -> None:
     backup = jobs[1]
     assert backup is not None
     assert backup.duration == pytest.approx(41 * 60 + 17.9270278)
-    assert backup.container == "iaasvmcontainerv2;clitest.rg000001;clitest-vm000003"
+    assert backup.container_name == "iaasvmcontainerv2;clitest.rg000001;clitest-vm000003"
+    assert backup.container == "clitest.rg000001"  # the VM's resource group: the container label
     assert backup.tasks is None and backup.size_bytes is None  # LIST carries no extendedInfo
     assert jobs[0] is not None and jobs[0].end is None
 
