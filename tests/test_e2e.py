@@ -95,7 +95,7 @@ def estate() -> FakeEstate:  # type: ignore[override]
     estate.add_job(prod.name, _backup(prod, 5, "vm-app", NOW - 26 * H, "Completed"))
     estate.add_job(prod.name, _backup(prod, 6, "vm-app", NOW - H, "InProgress"))
     estate.add_job(dev.name, make_job(_guid(7), vault=dev, item="files-share", job_type="AzureStorageJob",
-                                      backup_management_type="AzureStorage", status="Completed",
+                                      backup_management_type="AzureStorage", status="Completed", container="stdevfiles",
                                       start=NOW - 3 * H, end=NOW - 3 * H + timedelta(minutes=3),
                                       duration="PT3M", size="0 MB", tasks=[("Backup", "Completed")]))
     # vm-old: its only backup job is 9 days old, outside the 7-day lookback -> no job series, but its
@@ -115,10 +115,30 @@ def estate() -> FakeEstate:  # type: ignore[override]
             vault=vault, friendly_name=name, last_backup_status=status, last_backup_time=last_backup,
             last_recovery_point=recovery_point, health_status=health, protection_state=state, policy="DailyPolicy"))
     estate.add_item(dev.name, make_protected_item(
-        vault=dev, item_type="AzureFileShareProtectedItem", friendly_name="files-share",
+        vault=dev, item_type="AzureFileShareProtectedItem", friendly_name="files-share", container="stdevfiles",
         last_backup_status="Completed", last_backup_time=NOW - 3 * H, last_recovery_point=NOW - 3 * H,
         health_status="Passed", policy="FilesDaily"))
+    _two_masters(estate, prod)
     return estate
+
+
+def _two_masters(estate: FakeEstate, prod: FakeVault) -> None:
+    """SQL `master` on two hosts of one vault, in real Azure's words (jobs `MSSQLSERVER/master [sqlvm01]`,
+    `Backup (Full)`): sqlvm01's latest full backup failed (it succeeded 20 h ago), sqlvm02's is fine. Only
+    sqlvm01's must page."""
+    for n, (host, last) in enumerate((("sqlvm01", "Failed"), ("sqlvm02", "Completed"))):
+        name = f"MSSQLSERVER/master [{host}]"
+        for m, (age, status) in enumerate(((20 * H, "Completed"), (2 * H, last))):
+            estate.add_job(prod.name, make_job(
+                _guid(20 + 2 * n + m), vault=prod, item=name, job_type="AzureWorkloadJob",
+                backup_management_type="AzureWorkload", workload_type="SQLDataBase", operation="Backup (Full)",
+                status=status, start=NOW - age, end=NOW - age + 10 * MIN, size="512 MB" if status != "Failed" else None,
+                error="UserErrorSQLNoSysadminMembership" if status == "Failed" else None))
+        ended = NOW - 2 * H + 10 * MIN
+        estate.add_item(prod.name, make_protected_item(
+            vault=prod, item_type="AzureVmWorkloadSQLDatabase", friendly_name="master", container=host,
+            last_backup_status="Unhealthy" if last == "Failed" else "Healthy", last_backup_time=ended,
+            last_recovery_point=NOW - 20 * H + 10 * MIN if last == "Failed" else ended, policy="SqlDaily"))
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -214,6 +234,19 @@ def test_failed_backup_pages_through_alertmanager(stack: dict[str, Any]) -> None
     assert alert["subscription_id"] == SUB_A and alert["resource_group"] == "rg-prod"
 
 
+def test_of_two_items_with_one_name_only_the_failing_one_pages(stack: dict[str, Any]) -> None:
+    def delivered() -> list[dict[str, str]]:
+        return [a for a in _alerts(stack["webhook"])
+                if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "master"]
+
+    alerts = _wait_for("AzureBackupJobFailed for master", delivered, timeout=60)
+    time.sleep(2)  # a couple more evaluations: sqlvm02's master must still not be there
+    firing = _query(stack["prometheus"], 'ALERTS{backup_item="master", alertstate="firing"}')
+    assert {(a["container"], a["operation"]) for a in delivered()} == {("sqlvm01/MSSQLSERVER", "Backup (Full)")}
+    assert {a["metric"]["container"] for a in firing} == {"sqlvm01/MSSQLSERVER"}
+    assert all(a["severity"] == "critical" for a in alerts if a["alertname"] == "AzureBackupJobFailed")
+
+
 def test_item_without_recent_jobs_pages_for_its_missing_backups(stack: dict[str, Any]) -> None:
     # vm-old's only success is 9 days old (known from its item alone); vm-web's last success was 47 h ago,
     # before its failure; vm-retired was stopped on purpose and must not be among them.
@@ -261,8 +294,9 @@ def test_every_dashboard_panel_has_data(stack: dict[str, Any]) -> None:
     _wait_for("the finished job in Prometheus", lambda: _query(
         prometheus, f'sum(azure_backup_jobs_finished_total{{job="{JOB}"}}) > 0'))
     time.sleep(3)  # a few samples after the change, so increase() has two points on each side
+    # a healthy item: it has sizes (failed jobs have none)
     variables = {"datasource": "prometheus", "job": JOB, "subscription_id": SUB_A, "resource_group": "rg-prod",
-                 "vault": "vault-prod", "backup_item": "vm-db"}  # a healthy item: it has sizes (failed jobs have none)
+                 "vault": "vault-prod", "container": "rg-prod", "backup_item": "vm-db"}
     empty, checked = [], 0
     for name, dashboard in sorted(load_dashboards().items()):
         for title, expr in panel_queries(dashboard, variables):

@@ -405,3 +405,28 @@ def test_the_duplicate_check_catches_a_repeated_label_set() -> None:
     assert_every_series_once("# TYPE azure_backup_item_info gauge\n" + line)
     with pytest.raises(AssertionError, match="1 series twice"):
         assert_every_series_once("# TYPE azure_backup_item_info gauge\n" + line + line)
+
+
+@pytest.mark.parametrize(("job_type", "item_type", "bmt", "server", "item"), [
+    ("MabJob", "MabFileFolderProtectedItem", "MAB", "fs01.contoso.local", "fs01.contoso.local"),
+    ("DpmJob", "DPMProtectedItem", "DPM", "dpm01.contoso.local", "SQL01\\Finance"),
+])
+def test_agent_and_dpm_jobs_join_their_items_by_server(
+        job_type: str, item_type: str, bmt: str, server: str, item: str, *,
+        estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    vault = estate.add_vault(SUB_A, "rg-branch", "vault-branch")
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    estate.add_item(vault.name, make_protected_item(vault=vault, item_type=item_type, friendly_name=item,
+                                                    container=server, last_backup_status="Completed"))
+    estate.add_job(vault.name, make_job("00000000-0000-0000-0000-000000000050", vault=vault, item=item,
+                                        job_type=job_type, container=server, start=now - timedelta(hours=2),
+                                        end=now - timedelta(hours=1), duration_format="dotnet"))
+    exporter = _exporter(make_exporter, vault, now)
+    text = exporter.scrape()
+    labels = _labels(vault, bmt, server, item)
+    assert exporter.value("azure_backup_job_last_status", **labels, operation="Backup", status="Completed") == 1
+    assert exporter.value("azure_backup_item_protection_state", **labels, state="Protected") == 1
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **labels) == \
+        (now - timedelta(hours=1)).timestamp()
+    assert len({line.split("container=")[1].split(",")[0] for line in text.splitlines()
+                if "container=" in line and not line.startswith("azure_backup_item_info")}) == 1
