@@ -41,6 +41,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 # A running job's details (its tasks) are fetched when it is first seen, then at most this often until it ends:
 # at 20,000 items about 500 jobs run at any moment, and a GET for each on every refresh would triple the calls.
 RUNNING_DETAILS_MAX_AGE = timedelta(minutes=30).total_seconds()
+# How far back a refresh's list reaches to see running jobs end; older running jobs are followed by GET.
+# Most backups end within hours; 12 h is also where AzureBackupJobRunningTooLong fires.
+RUNNING_LIST_HORIZON = timedelta(hours=12)
 DURATION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
 
 SeriesKey = tuple[str, str, str, str]  # backup_management_type, container, item, operation
@@ -157,6 +160,7 @@ class VaultState:
         self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
         self.details_fetched_at: dict[str, float] = {}  # running jobs: when their details were last fetched
         self.listed_until: datetime | None = None
+        self.list_window_start = float("-inf")  # the start of the last list's window (Unix seconds)
         self.watch_started: float | None = None
         self.snapshot = VaultSnapshot(ref, location)
 
@@ -261,13 +265,19 @@ class VaultState:
             since = now - self.lookback
             filters = [_window_filter(since, until), "status eq 'InProgress'"]
         else:
-            # Cover every job we last saw running, so its end is seen without a GET per running job.
-            running_starts = [j.start for j in self.jobs.values() if not j.finished and j.start is not None]
+            # Cover every job we last saw running, so its end is seen on the next refresh without a GET,
+            # but no further back than RUNNING_LIST_HORIZON: a job running longer (stuck, or a days-long
+            # initial backup) is followed by GET on the running-details schedule (_detail_targets), so one
+            # stuck job does not make every refresh list weeks of jobs.
             since = self.listed_until - OVERLAP
+            horizon = (now - RUNNING_LIST_HORIZON).timestamp()
+            running_starts = [j.start for j in self.jobs.values()
+                              if not j.finished and j.start is not None and j.start >= horizon]
             if running_starts:
                 since = min(since, datetime.fromtimestamp(min(running_starts), UTC) - timedelta(minutes=1))
             since = max(since, now - MAX_LOOKBACK)
             filters = [_window_filter(since, until)]
+        self.list_window_start = since.timestamp()
         listed: dict[str, Job] = {}
         for odata_filter in filters:
             for resource in client.list_jobs(self.ref, odata_filter):
@@ -325,7 +335,12 @@ class VaultState:
 
         targets = {job.job_id for job in latest_by_series(self.jobs.values()).values() if wanted(job)}
         targets |= {job_id for job_id in self.awaiting_size if job_id in self.jobs}
+        targets |= {job.job_id for job in self.jobs.values() if self._outside_the_list(job) and wanted(job)}
         return sorted(targets)
+
+    def _outside_the_list(self, job: Job) -> bool:
+        """A running job that started before the incremental list's window: only a GET tells when it ends."""
+        return not job.finished and (job.start or 0.0) < self.list_window_start
 
     def _fetch_details(self, client: ArmClient, on_error: ErrorSink) -> None:
         now = self.clock().timestamp()

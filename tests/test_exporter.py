@@ -415,3 +415,40 @@ def test_status_is_served_while_details_are_still_being_fetched(
     exporter.scrape()
     assert exporter.value("azure_backup_job_last_task_status", **_item(prod, "vm-db"), **tasks) == 1
     assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(prod)) == 1
+
+
+def test_a_stuck_job_is_followed_by_get_and_does_not_widen_every_list(
+        estate: FakeEstate, arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    vault = estate.add_vault(SUB_A, "rg", "vault-stuck")
+    estate.add_job(vault.name, _backup(vault, _guid(1), "vm-stuck", NOW - 10 * 24 * H, status="InProgress",
+                                       duration="P10D"))
+    estate.add_job(vault.name, _backup(vault, _guid(2), "vm-web", NOW - 3 * H))
+    clock = fixed_clock(NOW)
+    exporter = make_exporter(clock, vaults=vault.id, lookback="7d")
+    exporter.scrape()
+    labels = _item(vault, "vm-stuck")
+    assert exporter.value("azure_backup_job_last_status", **labels, status="InProgress") == 1
+    arm.requests.clear()
+    calls = []
+    for _ in range(30):  # 30 refreshes a minute apart
+        clock.advance(timedelta(minutes=1))
+        exporter.scrape()
+        lists = [r for r in arm.requests if r.path.endswith("/backupJobs")]
+        gets = [r for r in arm.requests if "/backupJobs/" in r.path]
+        calls.append((len(lists), len(gets)))
+        for request in lists:  # never back to the stuck job's start: only since the last list
+            since = request.query["$filter"].split("'")[1]
+            assert datetime.strptime(since, "%Y-%m-%d %I:%M:%S %p").replace(tzinfo=NOW.tzinfo) >= \
+                clock.now - timedelta(minutes=17)
+        arm.requests.clear()
+    # the floor: one list call per refresh, plus the stuck job's GET once in its 30-minute schedule
+    assert [n for n, _ in calls] == [1] * 30
+    assert sum(g for _, g in calls) == 1 and calls[29] == (1, 1)
+    assert exporter.value("azure_backup_job_last_status", **labels, status="InProgress") == 1
+
+    estate.update_job(vault.name, _guid(1), status="Failed", endTime=_azure_time(clock.now), duration="P10DT1H")
+    clock.advance(timedelta(minutes=30))
+    exporter.scrape()  # its GET is due again: it ended
+    assert exporter.value("azure_backup_job_last_status", **labels, status="Failed") == 1
+    assert exporter.value("azure_backup_jobs_finished_total", **_vault_labels(vault),
+                          backup_management_type="AzureIaasVM", operation="Backup", status="Failed") == 1
