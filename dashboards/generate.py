@@ -14,9 +14,10 @@ Conventions every dashboard follows (and the tests check):
 - a `datasource` variable of type prometheus used by every panel and every target;
 - a `job` textbox variable (default `azure-backup-exporter`, the job name of the README's scrape
   config) in every selector;
-- chained variables subscription_id -> resource_group -> vault (-> backup_item), fed by
+- chained variables subscription_id -> resource_group -> vault (-> container -> backup_item), fed by
   `label_values(azure_backup_vault_info{...})` and `label_values(azure_backup_item_info{...})` (every
-  protected item, with or without a job in the lookback window);
+  protected item, with or without a job in the lookback window); an item is (backup_management_type,
+  container, backup_item) in its vault, so every item selector matches the container with the name;
 - range selectors only use Grafana's intervals: `$__rate_interval` inside `rate()`, `$__interval`
   for "per hour" / "per day" bars (the panel sets the minimum interval), `$__range` for totals
   over the dashboard's time range.
@@ -92,7 +93,8 @@ OVERDUE_SECONDS = 26 * 3600
 STALE_SECONDS = 30 * 60
 
 VAULT_LABELS = "subscription_id, resource_group, vault"
-ITEM_LABELS = f"{VAULT_LABELS}, backup_management_type, backup_item"
+# An item's identity: friendly names repeat across containers (master on every SQL instance).
+ITEM_LABELS = f"{VAULT_LABELS}, backup_management_type, container, backup_item"
 
 # ---------------------------------------------------------------------------------------------
 # Label selectors
@@ -102,13 +104,16 @@ JOB = 'job="$job"'
 SUB = 'subscription_id=~"$subscription_id"'
 RG = 'resource_group=~"$resource_group"'
 VAULTS = 'vault=~"$vault"'
+CONTAINERS = 'container=~"$container"'
 ITEMS = 'backup_item=~"$backup_item"'
 # The item dashboard shows one item: single-value variables, matched exactly (Grafana escapes regex
 # characters only for multi-value variables, so `=~` with a single value would treat a `.` in a
 # name as a wildcard).
 ONE_VAULT = 'vault="$vault"'
+ONE_CONTAINER = 'container="$container"'
 ONE_ITEM = 'backup_item="$backup_item"'
-BACKUP_OP = 'operation="Backup"'
+# Every operation starting with Backup is a backup: Backup, Backup (Full), Backup (Log), ... (workload items).
+BACKUP_OP = 'operation=~"Backup.*"'
 
 
 def eq(label: str, value: str) -> str:
@@ -154,7 +159,7 @@ def job_variable() -> Json:
     }
 
 
-def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
+def query_variable(name: str, label: str, query: str, *, multi: bool, description: str | None = None) -> Json:
     variable: Json = {
         "datasource": DATASOURCE,
         "hide": 0,
@@ -169,6 +174,8 @@ def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
         "sort": 1,
         "type": "query",
     }
+    if description:
+        variable["description"] = description
     if multi:
         variable["allValue"] = ".*"
         variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
@@ -176,9 +183,9 @@ def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
 
 
 def chain_variables(*, single_vault: bool = False, item: str | None = None) -> list[Json]:
-    """datasource, job, subscription_id -> resource_group -> vault (-> backup_item).
+    """datasource, job, subscription_id -> resource_group -> vault (-> container -> backup_item).
 
-    item: None (no backup_item variable), "multi" or "single".
+    item: None (no container and backup_item variables), "multi" or "single".
     """
     vault_matcher = ONE_VAULT if single_vault else VAULTS
     variables = [
@@ -195,10 +202,20 @@ def chain_variables(*, single_vault: bool = False, item: str | None = None) -> l
             f"label_values(azure_backup_vault_info{sel(JOB, SUB, RG)}, vault)", multi=not single_vault),
     ]
     if item is not None:
-        variables.append(query_variable(
-            "backup_item", "Backup item",
-            f"label_values(azure_backup_item_info{sel(JOB, SUB, RG, vault_matcher)}, backup_item)",
-            multi=item == "multi"))
+        multi = item == "multi"
+        variables += [
+            query_variable(
+                "container", "Container",
+                f"label_values(azure_backup_item_info{sel(JOB, SUB, RG, vault_matcher)}, container)",
+                multi=multi,
+                description="Where the item lives: a VM's resource group, a file share's storage account, "
+                            "host/instance of a SQL or HANA database, the MAB or DPM server."),
+            query_variable(
+                "backup_item", "Backup item",
+                f"label_values(azure_backup_item_info"
+                f"{sel(JOB, SUB, RG, vault_matcher, CONTAINERS if multi else ONE_CONTAINER)}, backup_item)",
+                multi=multi),
+        ]
     return variables
 
 
@@ -426,6 +443,18 @@ def colored_text() -> Json:
     return {"id": "custom.cellOptions", "value": {"type": "color-text"}}
 
 
+def latest_backup(metric: str, matchers: Sequence[str], condition: str = "") -> str:
+    """`metric` of each item's latest backup job: of its Backup* operations, the one that started last.
+
+    A SQL database has a latest Backup (Full) and a latest Backup (Log); without this it would count, and
+    show, twice. topk keeps one operation per item even on a tie. condition (such as " == 1") applies to
+    `metric` before the filter.
+    """
+    backup = sel(*matchers, BACKUP_OP)
+    return (f"{metric}{backup}{condition}\nand on ({ITEM_LABELS}, operation)\n"
+            f"topk by ({ITEM_LABELS}) (1, azure_backup_job_last_start_timestamp_seconds{backup})")
+
+
 # ---------------------------------------------------------------------------------------------
 # Dashboards
 # ---------------------------------------------------------------------------------------------
@@ -460,7 +489,7 @@ def item_link() -> Json:
     """Data link from an overview table row to the item dashboard, carrying the row's labels."""
     params = "&".join(
         f"var-{label}=${{__data.fields.{label}:percentencode}}"
-        for label in ("subscription_id", "resource_group", "vault", "backup_item"))
+        for label in ("subscription_id", "resource_group", "vault", "container", "backup_item"))
     return {
         "id": "links",
         "value": [{
@@ -474,31 +503,34 @@ def item_link() -> Json:
 
 def overview() -> Json:
     v = sel(JOB, SUB, RG, VAULTS)
-    i = sel(JOB, SUB, RG, VAULTS, ITEMS)
-    i_backup = sel(JOB, SUB, RG, VAULTS, ITEMS, BACKUP_OP)
+    items = (JOB, SUB, RG, VAULTS, CONTAINERS, ITEMS)
+    i = sel(*items)
+    i_backup = sel(*items, BACKUP_OP)
     v_backup = sel(JOB, SUB, RG, VAULTS, BACKUP_OP)
     succeeded = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings"')
     outcome = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings|Failed"')
     by_vault = f"sum by ({VAULT_LABELS})"
     by_item = f"max by ({ITEM_LABELS})"
-    stopped = sel(JOB, SUB, RG, VAULTS, ITEMS, f'state=~"{"|".join(STOPPED_STATES)}"')
-    unprotected = sel(JOB, SUB, RG, VAULTS, ITEMS, f'state!~"{"|".join(PROTECTED_STATES)}"')
-    unhealthy = sel(JOB, SUB, RG, VAULTS, ITEMS, f'status!~"{"|".join(HEALTHY)}"')
+    stopped = sel(*items, f'state=~"{"|".join(STOPPED_STATES)}"')
+    unprotected = sel(*items, f'state!~"{"|".join(PROTECTED_STATES)}"')
+    unhealthy = sel(*items, f'status!~"{"|".join(HEALTHY)}"')
     panels = [
         stat("Items by last backup status",
-             "Protected items counted by the status of their latest Backup job.",
+             "Protected items counted by the status of their latest backup job (of any Backup operation: "
+             "Backup, Backup (Full), Backup (Log), ...).",
              grid(0, 0, 8, 4),
-             [target(f"count by (status) (azure_backup_job_last_status{i_backup} == 1)", "{{status}}")],
+             [target(f"count by (status) (\n{latest_backup('azure_backup_job_last_status', items, ' == 1')}\n)",
+                     "{{status}}")],
              overrides=status_color_overrides(), text_mode="value_and_name"),
         stat("Failed now",
              "Items and operations whose latest job is Failed (what AzureBackupJobFailed fires on).",
              grid(8, 0, 4, 4),
-             [target(f"count(azure_backup_job_last_status{sel(JOB, SUB, RG, VAULTS, ITEMS, eq('status', 'Failed'))}"
+             [target(f"count(azure_backup_job_last_status{sel(*items, eq('status', 'Failed'))}"
                      " == 1) or vector(0)")],
              steps=thresholds((None, "green"), (1, "red")), color_mode="background"),
         stat("Running now", "Items and operations whose latest job is InProgress.",
              grid(12, 0, 4, 4),
-             [target(f"count(azure_backup_job_last_status{sel(JOB, SUB, RG, VAULTS, ITEMS, eq('status', 'InProgress'))}"
+             [target(f"count(azure_backup_job_last_status{sel(*items, eq('status', 'InProgress'))}"
                      " == 1) or vector(0)")],
              steps=thresholds((None, "blue"))),
         stat("Overdue items (no success in 26 h)",
@@ -564,7 +596,8 @@ def overview() -> Json:
               grid(0, 16, 24, 12),
               [
                   target(f"{by_item} (azure_backup_item_info{i})", instant=True, table=True),
-                  target(f"max by ({ITEM_LABELS}, status) (azure_backup_job_last_status{i_backup} == 1)",
+                  target(f"max by ({ITEM_LABELS}, status) (\n"
+                         f"{latest_backup('azure_backup_job_last_status', items, ' == 1')}\n)",
                          instant=True, table=True),
                   target(f"max by ({ITEM_LABELS}, state) (azure_backup_item_protection_state{i} == 1)",
                          instant=True, table=True),
@@ -576,9 +609,10 @@ def overview() -> Json:
                          instant=True, table=True),
                   target(f"time() - {by_item} (azure_backup_item_last_recovery_point_timestamp_seconds{i})",
                          instant=True, table=True),
-                  target(f"{by_item} (azure_backup_job_last_duration_seconds{i_backup})",
+                  target(f"{by_item} (\n{latest_backup('azure_backup_job_last_duration_seconds', items)}\n)",
                          instant=True, table=True),
-                  target(f"{by_item} (azure_backup_job_last_size_bytes{i_backup})", instant=True, table=True),
+                  target(f"{by_item} (\n{latest_backup('azure_backup_job_last_size_bytes', items)}\n)",
+                         instant=True, table=True),
                   target(f"{by_item} (azure_backup_job_last_start_timestamp_seconds{i_backup}) * 1000",
                          instant=True, table=True),
               ],
@@ -604,8 +638,9 @@ def overview() -> Json:
                   column("Value #I", "Last backup started", unit("dateTimeFromNow")),
               ],
               hide=("Time", "Value #A", "Value #B", "Value #C", "Value #D"),
-              order=("subscription_id", "resource_group", "vault", "backup_management_type", "backup_item",
-                     "state", "health", "status", "Value #E", "Value #F", "Value #G", "Value #H", "Value #I"),
+              order=("subscription_id", "resource_group", "vault", "backup_management_type", "container",
+                     "backup_item", "state", "health", "status", "Value #E", "Value #F", "Value #G", "Value #H",
+                     "Value #I"),
               sort_by="Last success age"),
         timeseries("Backup job duration quantiles",
                    "Quantiles of the durations of Backup jobs that finished in each hour (estimated "
@@ -644,30 +679,30 @@ def status_code_expr(selector_matchers: Sequence[str]) -> str:
 
 
 def backup_item() -> Json:
-    matchers = (JOB, SUB, RG, ONE_VAULT, ONE_ITEM)
+    matchers = (JOB, SUB, RG, ONE_VAULT, ONE_CONTAINER, ONE_ITEM)
     i = sel(*matchers)
-    i_backup = sel(*matchers, BACKUP_OP)
     per_op = "max by (backup_management_type, operation)"
     panels = [
         stat("Last backup status",
-             "Status of the latest Backup job of the item; without a job in the lookback window, the "
-             "item's lastBackupStatus from the protected-items list.", grid(0, 0, 6, 4),
+             "Status of the latest backup job of the item (of any Backup operation: Backup (Full), Backup "
+             "(Log), ...); without a job in the lookback window, the item's lastBackupStatus from the "
+             "protected-items list.", grid(0, 0, 6, 4),
              # `or on ()`: the item's own status only when there is no job status at all.
-             [target(f"max by (status) (azure_backup_job_last_status{i_backup} == 1)\nor on ()\n"
-                     f"max by (status) (azure_backup_item_last_backup_status{i} == 1)", "{{status}}")],
+             [target(f"max by (status) (\n{latest_backup('azure_backup_job_last_status', matchers, ' == 1')}\n)"
+                     f"\nor on ()\nmax by (status) (azure_backup_item_last_backup_status{i} == 1)", "{{status}}")],
              overrides=color_overrides(ITEM_BACKUP_STATUS_COLORS), text_mode="name", color_mode="background"),
         stat("Since last successful backup",
-             "Time since the item's last successful backup: the newest of its latest Backup job that ended "
+             "Time since the item's last successful backup: the newest of its latest backup job that ended "
              "Completed or CompletedWithWarnings, its lastBackupTime when that backup succeeded, and its last "
              "recovery point. Red after 26 hours.", grid(6, 0, 6, 4),
              [target(f"time() - max(azure_backup_last_successful_backup_timestamp_seconds{i})")],
              unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="never"),
-        stat("Last backup duration", "Duration of the latest Backup job (elapsed so far while it runs).",
+        stat("Last backup duration", "Duration of the latest backup job (elapsed so far while it runs).",
              grid(12, 0, 6, 4),
-             [target(f"max(azure_backup_job_last_duration_seconds{i_backup})")], unit="s"),
-        stat("Last backup size", "Backup Size of the latest Backup job, where Azure reports it.",
+             [target(f"max(\n{latest_backup('azure_backup_job_last_duration_seconds', matchers)}\n)")], unit="s"),
+        stat("Last backup size", "Backup Size of the latest backup job, where Azure reports it.",
              grid(18, 0, 6, 4),
-             [target(f"max(azure_backup_job_last_size_bytes{i_backup})")], unit="bytes"),
+             [target(f"max(\n{latest_backup('azure_backup_job_last_size_bytes', matchers)}\n)")], unit="bytes"),
         stat("Protection state", "The item's protection state, from the protected-items list.",
              grid(0, 4, 6, 4),
              [target(f"max by (state) (azure_backup_item_protection_state{i} == 1)", "{{state}}")],
@@ -701,7 +736,8 @@ def backup_item() -> Json:
               "The latest job of each operation: job ID (for `az backup job show`), status and times.",
               grid(0, 23, 14, 8),
               [
-                  target("max by (backup_management_type, operation, job_id, job_type, container, "
+                  # container_name: Azure's raw containerName, what `az backup` takes as --container-name.
+                  target("max by (backup_management_type, operation, job_id, job_type, container_name, "
                          f"workload_type) (azure_backup_job_last_info{i})", instant=True, table=True),
                   target(f"max by (backup_management_type, operation, status) (azure_backup_job_last_status{i}"
                          " == 1)", instant=True, table=True),
@@ -720,7 +756,7 @@ def backup_item() -> Json:
               ],
               hide=("Time", "Value #A", "Value #B"),
               order=("operation", "status", "Value #C", "Value #D", "Value #E", "job_id", "job_type",
-                     "backup_management_type", "container", "workload_type")),
+                     "backup_management_type", "container_name", "workload_type")),
         table("Tasks of the latest job", "Tasks of the latest job of each operation with their status.",
               grid(14, 23, 10, 8),
               [target("max by (backup_management_type, operation, task, status) "

@@ -6,11 +6,14 @@ query against a real Prometheus:
     from tests.dashboard_queries import load_dashboards, panel_queries  # or: from .dashboard_queries
 
     for name, dashboard in load_dashboards().items():
-        for title, expr in panel_queries(dashboard, {"job": "azure-backup-exporter", "vault": "vault-1", ...}):
+        for title, expr in panel_queries(dashboard, {"job": "azure-backup-exporter", "vault": "vault-1",
+                                                     "container": "rg-app", "backup_item": "vm-app-01", ...}):
             ...  # query Prometheus with expr
 
 Multi-value variables are matched with `=~` in the dashboards, so ".*" selects everything there; the
-item dashboard matches `vault` and `backup_item` with `=`, so those need real values.
+item dashboard matches `vault`, `container` and `backup_item` with `=`, so those need real values (an item
+is its container and its name: the `container` label of azure_backup_item_info, such as the VM's resource
+group or `sqlvm01/MSSQLSERVER`).
 """
 
 from __future__ import annotations

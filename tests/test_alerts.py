@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.catalogue import sample_names
+from exporter.catalogue import CATALOGUE, ITEM_LABELS, sample_names
 from exporter.models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, PROTECTION_STATES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +173,8 @@ def test_annotations_follow_the_mixin_style(name: str) -> None:
     assert "{{" in description, f"{name}: description must be templated"
     if name in ITEM_ALERTS:
         assert "$labels.backup_item" in description and "$labels.vault" in description, name
+        # issue 10: a friendly name alone is ambiguous (master on every SQL instance)
+        assert "$labels.container" in description, f"{name}: the description must say the container"
     if name in JOB_ALERTS:
         assert "$labels.operation" in description, name
     if name in ITEM_ALERTS - JOB_ALERTS - {"AzureBackupNoRecentSuccessfulBackup"}:
@@ -318,13 +320,79 @@ def test_item_unhealthy_treats_irpending_and_workload_healthy_as_healthy() -> No
     assert ("=", "ProtectionError") in _matcher_values(expr, "azure_backup_item_protection_state", "state")
 
 
+def _label_lists(expr: str) -> list[tuple[str, set[str]]]:
+    """(keyword, labels) of every on/ignoring/by/without/group_left/group_right list of an expression."""
+    return [(keyword, {label.strip() for label in labels.split(",") if label.strip()})
+            for keyword, labels in re.findall(
+                r"\b(on|ignoring|by|without|group_left|group_right)\s*\(([^)]*)\)", expr)]
+
+
+def test_label_list_extraction() -> None:
+    expr = "a unless ignoring (status) b < on (job, vault,\n  backup_item) group_left c"
+    assert _label_lists(expr) == [("ignoring", {"status"}), ("on", {"job", "vault", "backup_item"})]
+
+
+def test_item_joins_match_on_the_whole_item_identity() -> None:
+    """Issue 10: an item is (backup_management_type, container, backup_item) in its vault. A join or
+    grouping that names backup_item names all of it, so same-named items in two containers never
+    meet; `ignoring` never drops a part of it."""
+    identity = set(ITEM_LABELS)
+    for name, rule in _alert_rules().items():
+        for keyword, labels in _label_lists(rule["expr"]):
+            if keyword in ("ignoring", "without"):
+                assert not labels & identity, f"{name}: {keyword} ({', '.join(sorted(labels))}) drops item labels"
+            elif "backup_item" in labels:
+                assert identity <= labels, f"{name}: {keyword} (...) lacks {sorted(identity - labels)}"
+
+
+def test_backups_are_every_operation_starting_with_backup() -> None:
+    """Issue 10: Backup (Full), Backup (Log), ... are backups too; an exact operation="Backup" misses them."""
+    alerts = _alert_rules()
+    for name, rule in alerts.items():
+        for metric in metric_names(rule["expr"]):
+            for op, value in _matcher_values(rule["expr"], metric, "operation"):
+                assert (op, value) != ("=", "Backup"), f'{name}: operation="Backup" misses workload backups'
+    overtaken = _matcher_values(alerts["AzureBackupJobFailed"]["expr"],
+                                "azure_backup_job_last_start_timestamp_seconds", "operation")
+    assert overtaken == [("=~", "Backup.*")]
+
+
+def _series_labels(series: str) -> tuple[str, set[str]]:
+    """Metric name and label names of a promtool input series (a label set to "" counts as given)."""
+    match = re.fullmatch(r"\s*([\w:]+)\s*(?:\{(.*)\})?\s*", series, flags=re.S)
+    assert match, f"cannot read series {series!r}"
+    return match.group(1), set(re.findall(r'(\w+)\s*=\s*"', match.group(2) or ""))
+
+
+def test_promtool_inputs_carry_the_labels_the_exporter_emits() -> None:
+    """The rule tests feed series with the catalogue's label sets (plus job and instance), so they
+    exercise what Prometheus really stores: every item series has its container."""
+    labels_of = {sample: set(spec.labels) for spec in CATALOGUE for sample in spec.sample_names()}
+    checked = 0
+    for path in RULE_TESTS:
+        for case in _load(path)["tests"]:
+            for series in case.get("input_series", []):
+                metric, labels = _series_labels(series["series"])
+                if metric not in labels_of:
+                    continue
+                checked += 1
+                assert labels - {"job", "instance"} == labels_of[metric], (
+                    f"{path.name}: {case['name']}: {metric} has {sorted(labels)}")
+    assert checked
+
+
 def test_every_alert_has_a_promtool_case_per_new_edge() -> None:
-    """The issue-4 proof: the edge cases below exist as named promtool cases."""
+    """The issue-4 and issue-10 proof: the edge cases below exist as named promtool cases."""
     names = [case["name"] for path in RULE_TESTS for case in _load(path)["tests"]]
     wanted = {
         "item-derived last success fires": "AzureBackupNoRecentSuccessfulBackup fires from the item's own last backup",
         "stopped item does not fire": "AzureBackupNoRecentSuccessfulBackup skips items stopped on purpose",
         "health back to Passed resolves": "resolves when health is back to Passed",
+        # issue 10: items are told apart by container, and every Backup* operation is a backup
+        "same name in two containers": "Two items named master on two SQL instances of one vault alert apart",
+        "stopped item in another container": "does not silence the same-named item in another",
+        "failed log backup overtaken": "ignores a failed Backup (Log) that a successful backup overtook",
+        "empty container": "A job not joined to an item has an empty container",
     }
     for what, fragment in wanted.items():
         assert any(fragment in name for name in names), f"no promtool case for: {what}"

@@ -4,7 +4,7 @@
   (tests/schemas/README.md says how it was made);
 - the committed JSON is what dashboards/generate.py writes;
 - portability: stable uids, tags, a `datasource` variable used by every panel and target, a `job`
-  selector, chained subscription_id -> resource_group -> vault -> backup_item variables;
+  selector, chained subscription_id -> resource_group -> vault -> container -> backup_item variables;
 - layout: unique panel ids, gridPos inside 24 columns and no overlaps;
 - PromQL: every expression parses (`promtool check rules`), uses only metrics of the exporter's
   catalogue, never rate()s a gauge, and uses Grafana's intervals instead of fixed windows.
@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from exporter.catalogue import CATALOGUE, sample_names
+from exporter.catalogue import CATALOGUE, ITEM_LABELS, JOB_LABELS, sample_names
 
 from .dashboard_queries import (
     BUILTIN_DEFAULTS,
@@ -66,11 +66,12 @@ REQUIRED_PANELS = {
         "Prometheus scrape", "Build",
     },
 }
-CHAIN = ("subscription_id", "resource_group", "vault", "backup_item")
+# Issue 10: an item is (backup_management_type, container, backup_item) in its vault, so the container
+# comes before the item.
+CHAIN = ("subscription_id", "resource_group", "vault", "container", "backup_item")
 # Every protected item is in azure_backup_item_info, with or without a job in the lookback window.
-CHAIN_SOURCE = {"backup_item": "azure_backup_item_info"}
+CHAIN_SOURCE = {"container": "azure_backup_item_info", "backup_item": "azure_backup_item_info"}
 CHAIN_DEFAULT_SOURCE = "azure_backup_vault_info"
-ITEM_LABELS = ("subscription_id", "resource_group", "vault", "backup_management_type", "backup_item")
 # Known values of the protected-item enums (healthStatus, protectedItemHealthStatus of workload items,
 # protectionState), and those that count as fine on the "Unprotected or unhealthy items" stat (IRPending: the
 # initial backup is pending, which is not unhealthy).
@@ -475,8 +476,48 @@ def test_item_dashboard_shows_protection_health_policy_and_recovery_point() -> N
     assert colored >= set(HEALTH_VALUES)
     # An item without a job in the lookback window still shows a last backup status: Azure's own.
     (status,) = panels["Last backup status"]["targets"]
-    assert metric_names(status["expr"]) == {"azure_backup_job_last_status", "azure_backup_item_last_backup_status"}
+    assert metric_names(status["expr"]) == {"azure_backup_job_last_status", "azure_backup_item_last_backup_status",
+                                            "azure_backup_job_last_start_timestamp_seconds"}
     assert "\nor on ()\n" in status["expr"]
+
+
+def test_item_groupings_keep_the_whole_item_identity() -> None:
+    """Issue 10: grouping or joining by backup_item without container would merge same-named items of two
+    containers (master on every SQL instance) into one row or one value."""
+    for name, dashboard in DASHBOARDS.items():
+        for panel, _, expr in exprs(dashboard):
+            for keyword, labels in re.findall(r"\b(by|on|ignoring|without)\s*\(([^)]*)\)", expr):
+                names = {label.strip() for label in labels.split(",")}
+                if keyword in ("ignoring", "without"):
+                    assert not names & set(ITEM_LABELS), f"{name} / {panel['title']}: {keyword} ({labels})"
+                elif "backup_item" in names:
+                    assert set(ITEM_LABELS) <= names, f"{name} / {panel['title']}: {keyword} ({labels})"
+
+
+# Panels about an item's latest backup: of its Backup* operations (Backup (Full), Backup (Log), ...), they take
+# the one that started last, so a SQL database is one row and one status, not one per operation.
+LATEST_BACKUP_PANELS = {
+    "azure-backup-overview.json": {"Items by last backup status", "Backup items"},
+    "azure-backup-item.json": {"Last backup status", "Last backup duration", "Last backup size"},
+}
+LATEST_BACKUP = (f"and on ({', '.join(ITEM_LABELS)}, operation)\n"
+                 f"topk by ({', '.join(ITEM_LABELS)}) (1, azure_backup_job_last_start_timestamp_seconds{{")
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_backups_are_every_operation_starting_with_backup(dashboard: dict[str, Any]) -> None:
+    """Issue 10: workload items run Backup (Full), Backup (Log), ...; operation="Backup" would miss them."""
+    start = "azure_backup_job_last_start_timestamp_seconds"  # its max is the latest backup anyway
+    job_metrics = {s for spec in CATALOGUE if set(JOB_LABELS) <= set(spec.labels) for s in spec.sample_names()}
+    latest: set[str] = set()
+    for panel, _, expr in exprs(dashboard):
+        for metric, matchers in selectors(expr):
+            operations = re.findall(r'\boperation\s*(=~|=|!=|!~)\s*"([^"]*)"', matchers)
+            assert ("=", "Backup") not in operations, f'{panel["title"]}: {metric} with operation="Backup"'
+            if ("=~", "Backup.*") in operations and metric in job_metrics - {start}:
+                assert LATEST_BACKUP in expr, f"{panel['title']}: {metric} not narrowed to the latest backup"
+                latest.add(panel["title"])
+    assert latest == LATEST_BACKUP_PANELS.get(f"{dashboard['uid']}.json", set())
 
 
 # --- PromQL -------------------------------------------------------------------------------------
@@ -580,7 +621,7 @@ def test_ranges_use_grafana_intervals(dashboard: dict[str, Any]) -> None:
 def test_panel_queries_substitutes_every_variable() -> None:
     dashboard = DASHBOARDS["azure-backup-overview.json"]
     values = {"datasource": "prom", "job": DEFAULT_JOB, "subscription_id": ".*", "resource_group": ".*",
-              "vault": "vault-1", "backup_item": ".*"}
+              "vault": "vault-1", "container": ".*", "backup_item": ".*"}
     queries = panel_queries(dashboard, values)
     assert len(queries) == len(exprs(dashboard))
     titles = {title for title, _ in queries}
