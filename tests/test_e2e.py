@@ -222,7 +222,8 @@ def _alerts(received: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def test_failed_backup_pages_through_alertmanager(stack: dict[str, Any]) -> None:
     def delivered() -> dict[str, str] | None:
-        return next((a for a in _alerts(stack["webhook"]) if a["alertname"] == "AzureBackupJobFailed"), None)
+        return next((a for a in _alerts(stack["webhook"])
+                     if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "vm-web"), None)
 
     alert = _wait_for("AzureBackupJobFailed at the webhook", delivered, timeout=60)
     elapsed = time.monotonic() - stack["started"]
