@@ -1,12 +1,20 @@
 """The simulated estate behind `--demo`: a fake ARM with a few vaults and a living job stream.
 
-Two subscriptions, four vaults, seventeen backup items of every job type with a week of daily
+Two subscriptions, four vaults, twenty-two backup items of every job type with a week of daily
 history, and a simulator thread that keeps starting, advancing and finishing jobs, so a newcomer
 sees every metric shape (running, failed, warnings, sizes, tasks) without an Azure account.
 Each item is also a protected item whose last backup, recovery point and health agree with its
 jobs, as Azure keeps them; among them one whose protection was stopped with its data retained,
 one soft-deleted, one never backed up yet and one whose last backup is older than any job the
-exporter lists. Everything is deterministic given the seed, apart from wall-clock timing.
+exporter lists.
+
+Databases in VMs are named as real Azure names them: their backup and restore jobs say
+`MSSQLSERVER/master [vm-sql-03]` or `HXE/HXE [vm-hana-01]` (workload_job_name) and finish as
+`Backup (Full)` (a running one shows `Backup`, as seen for real), while their protected items say
+`master` or `hxe` and their management jobs the bare name. Names repeat where Azure lets them: a
+database `master` on two SQL VMs of one vault (one of them failing) and a file share `shared` in two
+storage accounts of one vault. The demo therefore keys its items by DemoItem.key, never by name.
+Everything is deterministic given the seed, apart from wall-clock timing.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from .fakearm import (
+    NETBIOS_NAME_LENGTH,
     FakeArm,
     FakeEstate,
     FakeVault,
@@ -30,6 +39,7 @@ from .fakearm import (
     make_protected_item,
     parse_azure_time,
     to_ticks,
+    workload_job_name,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,15 @@ RETENTION = timedelta(days=10)
 MAX_JOBS_PER_VAULT = 3000
 IAAS_TASKS = ("Take Snapshot", "Transfer data to vault")
 RESTORE_TASKS = ("Transfer data from vault",)
+WORKLOAD_TASK = "Transfer data to vault"  # the one task of a recorded SQL backup
+# A database backup finishes as "Backup (Full)" (or Differential, Log, Copy Only Full); while it runs it may
+# still show "Backup", as a recorded one did. Restores are "Restore (Full)" and the like.
+WORKLOAD_FULL_BACKUP = "Backup (Full)"
+WORKLOAD_LOG_BACKUP = "Backup (Log)"
+WORKLOAD_RESTORE = "Restore (Full)"
+# Workloads whose jobs write the database in upper case (HANA: item h22, jobs H22/H22 [host]).
+_UPPER_CASE_JOB_NAMES = frozenset({"SAPHanaDatabase"})
+_DEFAULT_PARENTS = {"SQLDataBase": "MSSQLSERVER"}  # a SAP database's default parent is its own name (the SID)
 FINISHED = ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
 FINISH_WEIGHTS = (78, 8, 10, 4)
 START_EVERY = (5.0, 15.0)  # seconds between new jobs, at speed 1
@@ -78,12 +97,60 @@ class DemoItem:
     hour: int  # UTC hour of its daily backup
     duration_format: DurationFormat = "iso"
     workload_type: str | None = None
-    container: str | None = None
+    container: str | None = None  # storage account, database VM or DPM server; None: the item itself
     history: bool = True  # False: protected recently, no daily history yet
+    parent: str | None = None  # a database's SQL instance or SAP system (SID); None: the workload's default
 
     @property
     def is_iaas(self) -> bool:
         return self.job_type.startswith("AzureIaaSVMJob")
+
+    @property
+    def is_workload(self) -> bool:
+        return self.job_type == "AzureWorkloadJob"
+
+    @property
+    def key(self) -> str:
+        """The item's identity in the demo. Names repeat (`master` on two SQL VMs, a share `shared` in two
+        storage accounts); vault, container, parent and name together do not."""
+        return "|".join((self.vault, self.container or "", self.parent_name or "", self.name))
+
+    @property
+    def parent_name(self) -> str | None:
+        """A database's parentName: its SQL instance or SAP system; None for anything else."""
+        if not self.is_workload:
+            return None
+        return self.parent or _DEFAULT_PARENTS.get(self.workload_type or "SQLDataBase", self.name.upper())
+
+    @property
+    def job_name(self) -> str:
+        """entityFriendlyName of the item's backup and restore jobs: for a database the real form
+        `<parent>/<database> [<server>]`, for anything else the item's name."""
+        parent = self.parent_name
+        if parent is None:
+            return self.name
+        database = self.name.upper() if self.workload_type in _UPPER_CASE_JOB_NAMES else self.name
+        return workload_job_name(parent, database, (self.container or self.name)[:NETBIOS_NAME_LENGTH])
+
+    def entity_name(self, operation: str) -> str:
+        """entityFriendlyName of one of its jobs: management jobs (ConfigureBackup, DeleteBackupData, ...) of
+        a database carry the bare name, its backups and restores job_name."""
+        return self.job_name if operation.startswith(("Backup", "Restore")) else self.name
+
+    @property
+    def backup_operation(self) -> str:
+        """The operation of a finished scheduled backup."""
+        return WORKLOAD_FULL_BACKUP if self.is_workload else "Backup"
+
+    def owns(self, job: Json) -> bool:
+        """Whether a job is about this item, from the job alone. Management jobs of databases name only the
+        database, so those of two databases with one name (the demo's `master`s) belong to both."""
+        properties = job["properties"]
+        if properties.get("jobType") != self.job_type:
+            return False
+        if properties.get("entityFriendlyName") != self.entity_name(str(properties.get("operation", ""))):
+            return False
+        return self.job_type != "AzureStorageJob" or properties.get("storageAccountName") == self.container
 
 
 VAULTS = (
@@ -99,10 +166,10 @@ ITEMS = (
     DemoItem("rsv-prod-weu", "vm-app-01", "AzureIaaSVMJobV2", 20480, (30, 55), 1),
     DemoItem("rsv-prod-weu", "vm-files-01", "AzureIaaSVMJobV2", 512000, (600, 900), 0, history=False),
     DemoItem("rsv-prod-weu", "teamshare", "AzureStorageJob", 2332, (1, 4), 20, container="stprodfiles01"),
-    DemoItem("rsv-sap-neu", "HXE", "AzureWorkloadJob", 30720, (15, 30), 21, workload_type="SAPHanaDatabase",
-             container="vm-hana-01"),
+    DemoItem("rsv-sap-neu", "hxe", "AzureWorkloadJob", 30720, (15, 30), 21, workload_type="SAPHanaDatabase",
+             container="vm-hana-01", parent="HXE"),
     DemoItem("rsv-sap-neu", "SalesDB", "AzureWorkloadJob", 8192, (8, 20), 2, workload_type="SQLDataBase",
-             container="vm-sql-02"),
+             container="vm-sql-02", parent="MSSQLSERVER"),
     DemoItem("rsv-sap-neu", "vm-sap-app-01", "AzureIaaSVMJob", 15360, (20, 35), 3),
     DemoItem("rsv-branch-eus2", "fs01.contoso.local", "MabJob", 4096, (10, 30), 19, "dotnet",
              workload_type="FileFolder"),
@@ -114,19 +181,46 @@ ITEMS = (
     DemoItem("rsv-platform-uks", "archive", "AzureStorageJob", 1024, (1, 3), 6, container="stplatformarchive"),
     DemoItem("rsv-prod-weu", "vm-erp-old-01", "AzureIaaSVMJob", 40960, (30, 60), 2, history=False),
     DemoItem("rsv-platform-uks", "vm-reporting-01", "AzureIaaSVMJobV2", 6144, (15, 25), 7, history=False),
+    # Names Azure lets repeat in one vault: a share in two storage accounts, a database on two SQL VMs,
+    # and a HANA system's SYSTEMDB beside its tenant database.
+    DemoItem("rsv-prod-weu", "shared", "AzureStorageJob", 1536, (1, 3), 19, container="stprodfiles01"),
+    DemoItem("rsv-prod-weu", "shared", "AzureStorageJob", 1792, (1, 3), 19, container="stprodfiles02"),
+    DemoItem("rsv-prod-weu", "master", "AzureWorkloadJob", 96, (2, 6), 21, workload_type="SQLDataBase",
+             container="vm-sql-03", parent="MSSQLSERVER"),
+    DemoItem("rsv-prod-weu", "master", "AzureWorkloadJob", 96, (2, 6), 21, workload_type="SQLDataBase",
+             container="vm-sql-04", parent="MSSQLSERVER"),
+    DemoItem("rsv-sap-neu", "systemdb", "AzureWorkloadJob", 4096, (5, 12), 20, workload_type="SAPHanaDatabase",
+             container="vm-hana-01", parent="HXE"),
 )
-FAILING_ITEM = "vm-sql-01"  # its latest backup failed when the demo starts
-WARNING_ITEM = "laptop-ceo"  # its latest backup completed with warnings
-RETIRED_ITEM = "vm-legacy-01"  # backups stopped, its data deleted two days ago: soft-deleted, still listed
-MARATHON_ITEM = "vm-files-01"  # an initial backup that started 26 hours ago and is still running
-STOPPED_ITEM = "vm-erp-old-01"  # protection stopped 40 days ago, its recovery points retained; no jobs
-STALE_ITEM = "vm-reporting-01"  # still protected, but its only (and last) backup ran 9 days ago
+
+
+def demo_item(vault: str, name: str, container: str | None = None) -> DemoItem:
+    """The demo item of that vault and name (and container, where the name repeats)."""
+    [item] = [item for item in ITEMS if (item.vault, item.name) == (vault, name)
+              and (container is None or item.container == container)]
+    return item
+
+
+FAILING_ITEM = demo_item("rsv-prod-weu", "vm-sql-01")  # its latest backup failed when the demo starts
+# A database `master` on two SQL VMs of one vault: one's latest backup failed, the other's is fine.
+FAILING_TWIN = demo_item("rsv-prod-weu", "master", "vm-sql-04")
+HEALTHY_TWIN = demo_item("rsv-prod-weu", "master", "vm-sql-03")
+WARNING_ITEM = demo_item("rsv-branch-eus2", "laptop-ceo")  # its latest backup completed with warnings
+RETIRED_ITEM = demo_item("rsv-branch-eus2", "vm-legacy-01")  # backups stopped, data deleted 2 days ago: soft-deleted
+MARATHON_ITEM = demo_item("rsv-prod-weu", "vm-files-01")  # an initial backup that started 26 hours ago, still running
+STOPPED_ITEM = demo_item("rsv-prod-weu", "vm-erp-old-01")  # protection stopped 40 days ago, points retained; no jobs
+STALE_ITEM = demo_item("rsv-platform-uks", "vm-reporting-01")  # still protected; its only backup ran 9 days ago
+LOGGED_ITEM = demo_item("rsv-sap-neu", "SalesDB")  # a database with log backups between its daily full ones
 STALE_AGE = timedelta(days=9)
 STOPPED_AGE = timedelta(days=40)
+LOG_BACKUP_EVERY = timedelta(hours=4)
 SPEC_CASED_VAULT = "rsv-platform-uks"  # its job ids use '/Subscriptions/', as in the spec examples
-_KEEP_LATEST = frozenset({FAILING_ITEM, WARNING_ITEM})
-_NOT_SCHEDULED = frozenset({RETIRED_ITEM, STOPPED_ITEM, STALE_ITEM})  # the simulator starts no job for these
-_INITIAL_STATES = {STOPPED_ITEM: "ProtectionStopped", RETIRED_ITEM: "ProtectionStopped", MARATHON_ITEM: "IRPending"}
+_FAILING = frozenset({FAILING_ITEM.key, FAILING_TWIN.key})
+# Items whose latest backup the simulator leaves alone for a while, so a newcomer sees them as they start.
+_KEEP_LATEST = _FAILING | {WARNING_ITEM.key, HEALTHY_TWIN.key}
+_NOT_SCHEDULED = frozenset({RETIRED_ITEM.key, STOPPED_ITEM.key, STALE_ITEM.key})  # the simulator starts none
+_INITIAL_STATES = {STOPPED_ITEM.key: "ProtectionStopped", RETIRED_ITEM.key: "ProtectionStopped",
+                   MARATHON_ITEM.key: "IRPending"}
 SUCCEEDED = ("Completed", "CompletedWithWarnings")
 # The protectedItemType of each job type's item; workload items depend on the workload.
 _ITEM_TYPES = {
@@ -150,15 +244,19 @@ def _size(rng: random.Random, item: DemoItem) -> str:
 
 
 def _finished_tasks(item: DemoItem, operation: str, status: str) -> list[tuple[str, str]] | None:
+    last = {"Failed": "Failed", "Cancelled": "Cancelled"}.get(status, "Completed")
+    if item.is_workload and operation.startswith("Backup"):
+        return [(WORKLOAD_TASK, last)]
     if not item.is_iaas or operation not in ("Backup", "Restore"):
         return None
     if operation == "Restore":
         return [(RESTORE_TASKS[0], status if status != "CompletedWithWarnings" else "Completed")]
-    last = {"Failed": "Failed", "Cancelled": "Cancelled"}.get(status, "Completed")
     return [(IAAS_TASKS[0], "Completed"), (IAAS_TASKS[1], last)]
 
 
 def _running_tasks(item: DemoItem, operation: str, progress: float) -> list[tuple[str, str]] | None:
+    if item.is_workload and operation.startswith("Backup"):
+        return [(WORKLOAD_TASK, "InProgress")]
     if not item.is_iaas or operation not in ("Backup", "Restore"):
         return None
     if operation == "Restore":
@@ -199,7 +297,8 @@ def protected_item(vault: FakeVault, item: DemoItem, protection: Protection) -> 
         last_recovery_point=protection.last_recovery_point, health_status=_health(item, protection),
         protection_state=protection.state,
         policy=None if protection.state == "ProtectionStopped" else _POLICIES.get(item.job_type),
-        container=item.container, workload_type=item.workload_type, last_backup_error=protection.error)
+        container=item.container, workload_type=item.workload_type, last_backup_error=protection.error,
+        parent_name=item.parent_name)
     if protection.deleted_at:
         resource["properties"].update(isScheduledForDeferredDelete=True, deferredDeleteTimeInUTC=protection.deleted_at)
     if vault.name == SPEC_CASED_VAULT:
@@ -207,15 +306,20 @@ def protected_item(vault: FakeVault, item: DemoItem, protection: Protection) -> 
     return resource
 
 
+def _finished_operation(item: DemoItem, operation: str) -> str:
+    """What a job's operation reads once it finished: a database's running "Backup" becomes "Backup (Full)"."""
+    return WORKLOAD_FULL_BACKUP if item.is_workload and operation == "Backup" else operation
+
+
 def _item_type(item: DemoItem) -> str:
-    if item.job_type == "AzureWorkloadJob":
+    if item.is_workload:
         return _WORKLOAD_ITEM_TYPES[item.workload_type or "SQLDataBase"]
     return _ITEM_TYPES[item.job_type]
 
 
 def _status_word(item: DemoItem, status: str | None) -> str | None:
     """Workload items report a backup as Healthy/Unhealthy (the LastBackupStatus enum), the others as the job did."""
-    if status is None or item.job_type != "AzureWorkloadJob":
+    if status is None or not item.is_workload:
         return status
     return "Healthy" if status in SUCCEEDED else "Unhealthy"
 
@@ -234,7 +338,7 @@ class _Running:
     vault: str
     job_id: str
     item: DemoItem
-    operation: str
+    operation: str  # while it runs; see _finished_operation
     started: datetime
     finishes: datetime | None = None  # set by the simulator
     endless: bool = False  # runs for the whole demo, so some job is always InProgress
@@ -248,7 +352,7 @@ class _EstateBuilder:
     now: datetime
     estate: FakeEstate = field(default_factory=FakeEstate)
     subscriptions: list[str] = field(default_factory=list)
-    protections: dict[str, Protection] = field(default_factory=dict)  # item name -> its protected item's state
+    protections: dict[str, Protection] = field(default_factory=dict)  # DemoItem.key -> its protected item's state
 
     def build(self) -> list[_Running]:
         self.subscriptions = [_guid(self.rng), _guid(self.rng)]
@@ -274,7 +378,7 @@ class _EstateBuilder:
         return job_id
 
     def _daily_history(self, item: DemoItem) -> None:
-        last_day = 3 if item.name == RETIRED_ITEM else 1
+        last_day = 3 if item.key == RETIRED_ITEM.key else 1
         for days_ago in range(HISTORY_DAYS, last_day - 1, -1):
             start = (self.now - timedelta(days=days_ago)).replace(
                 hour=item.hour, minute=self.rng.randrange(0, 30), second=self.rng.randrange(60))
@@ -284,32 +388,31 @@ class _EstateBuilder:
                 # it ran a little earlier (not a day earlier: then the day before's job would be the latest)
                 early = end - self.now + timedelta(minutes=self.rng.uniform(5, 30))
                 start, end = start - early, end - early
-            self.add(item, operation="Backup", status=status, start=start, end=end,
+            self.add(item, operation=item.backup_operation, status=status, start=start, end=end,
                      size=_size(self.rng, item) if status in ("Completed", "CompletedWithWarnings") else None,
-                     tasks=_finished_tasks(item, "Backup", status),
+                     tasks=_finished_tasks(item, item.backup_operation, status),
                      error=ERRORS[item.job_type] if status == "Failed" else None)
 
     def _history_status(self, item: DemoItem, days_ago: int) -> str:
-        if days_ago == 1 and item.name == FAILING_ITEM:
+        if days_ago == 1 and item.key in _FAILING:
             return "Failed"
-        if days_ago == 1 and item.name == WARNING_ITEM:
+        if days_ago == 1 and item.key == WARNING_ITEM.key:
             return "CompletedWithWarnings"
         if days_ago == 1:
             return "Completed"  # every other item's latest backup is fine, so the failure stands out
         return self.rng.choices(FINISHED, weights=FINISH_WEIGHTS)[0]
 
     def _special_jobs(self) -> None:
-        items = {item.name: item for item in ITEMS}
         day = timedelta(days=1)
-        web = items["vm-web-01"]
+        web = demo_item("rsv-prod-weu", "vm-web-01")
         restore_start = self.now - 3 * day + timedelta(hours=2)
         self.add(web, operation="Restore", status="Completed", start=restore_start,
                  end=restore_start + timedelta(minutes=37), tasks=_finished_tasks(web, "Restore", "Completed"))
-        app = items["vm-app-01"]
+        app = demo_item("rsv-prod-weu", "vm-app-01")
         configure_start = self.now - 6 * day - timedelta(hours=2)
         self.add(app, operation="ConfigureBackup", status="Completed", start=configure_start,
                  end=configure_start + timedelta(seconds=91.78))
-        legacy = items[RETIRED_ITEM]
+        legacy = RETIRED_ITEM
         delete_start = self.now - 2 * day + timedelta(hours=1)
         self.add(legacy, operation="DeleteBackupData", status="Completed", start=delete_start,
                  end=delete_start + timedelta(seconds=48))
@@ -317,21 +420,41 @@ class _EstateBuilder:
         cmk_start = self.now - 4 * day + timedelta(hours=9)
         self.add(vault_item, operation="UpdateCustomerManagedKey", status="Completed", start=cmk_start,
                  end=cmk_start + timedelta(seconds=12.4))
-        stale = items[STALE_ITEM]
+        stale = STALE_ITEM
         stale_end = self.now - STALE_AGE  # older than the exporter's default 7-day lookback: no job series for it
         self.add(stale, operation="Backup", status="Completed", start=stale_end - timedelta(minutes=21),
                  end=stale_end, size=_size(self.rng, stale), tasks=_finished_tasks(stale, "Backup", "Completed"))
+        self._database_jobs()
+
+    def _database_jobs(self) -> None:
+        """Management jobs with a database's bare name, a restore and log backups with its real job name."""
+        day = timedelta(days=1)
+        # The first is one of the two `master`s: which one, the job does not say (nor does Azure's).
+        for item, ago in ((FAILING_TWIN, 6 * day + timedelta(hours=3)),
+                          (demo_item("rsv-sap-neu", "hxe"), 5 * day + timedelta(hours=7))):
+            configured = self.now - ago
+            self.add(item, operation="ConfigureBackup", status="Completed", start=configured,
+                     end=configured + timedelta(seconds=self.rng.uniform(60, 80)))
+        sales = LOGGED_ITEM
+        restore_start = self.now - 2 * day - timedelta(hours=5)
+        self.add(sales, operation=WORKLOAD_RESTORE, status="Completed", start=restore_start,
+                 end=restore_start + timedelta(minutes=self.rng.uniform(10, 20)))
+        for number in range(6, 0, -1):  # the last day's log backups, each a few minutes long
+            start = self.now - number * LOG_BACKUP_EVERY - timedelta(minutes=self.rng.uniform(0, 30))
+            self.add(sales, operation=WORKLOAD_LOG_BACKUP, status="Completed", start=start,
+                     end=start + timedelta(minutes=self.rng.uniform(1, 3)), size=f"{self.rng.randint(20, 200)} MB",
+                     tasks=_finished_tasks(sales, WORKLOAD_LOG_BACKUP, "Completed"))
 
     def _running_at_start(self) -> list[_Running]:
         """The marathon initial backup (always running) and one ordinary backup due to finish soon."""
-        marathon = next(item for item in ITEMS if item.name == MARATHON_ITEM)
+        marathon = MARATHON_ITEM
         started = self.now - timedelta(hours=26)
         self.add(marathon, operation="ConfigureBackup", status="Completed", start=started - timedelta(minutes=3),
                  end=started - timedelta(minutes=1, seconds=29))
         marathon_id = self.add(marathon, operation="Backup", status="InProgress", start=started, end=None,
                                tasks=_running_tasks(marathon, "Backup", 0.5))
         ordinary = self.rng.choice([item for item in ITEMS
-                                    if item.history and item.name not in _KEEP_LATEST | _NOT_SCHEDULED])
+                                    if item.history and item.key not in _KEEP_LATEST | _NOT_SCHEDULED])
         ordinary_start = self.now - timedelta(seconds=self.rng.uniform(3, 10))
         ordinary_id = self.add(ordinary, operation="Backup", status="InProgress", start=ordinary_start, end=None,
                                tasks=_running_tasks(ordinary, "Backup", 0.0))
@@ -343,35 +466,40 @@ class _EstateBuilder:
     def _protect_items(self) -> None:
         """Give every item its protected item, as its finished backups left it."""
         for item in ITEMS:
-            protection = Protection(state=_INITIAL_STATES.get(item.name, "Protected"))
-            for job in sorted(self._jobs_of(item, "Backup"), key=_started):
+            protection = Protection(state=_INITIAL_STATES.get(item.key, "Protected"))
+            for job in sorted(self._backups_of(item), key=_started):
                 if "endTime" in job["properties"]:
                     protection.record(job)
             self._special_protection(item, protection)
-            self.protections[item.name] = protection
+            self.protections[item.key] = protection
             self.estate.add_item(item.vault, protected_item(self.estate.vault(item.vault), item, protection))
 
     def _special_protection(self, item: DemoItem, protection: Protection) -> None:
-        if item.name == STOPPED_ITEM:  # its jobs are long gone; Azure still knows its last backup
+        if item.key == STOPPED_ITEM.key:  # its jobs are long gone; Azure still knows its last backup
             stopped = azure_time(self.now - STOPPED_AGE)
             protection.last_status, protection.last_time, protection.last_recovery_point = "Completed", stopped, stopped
-        if item.name == RETIRED_ITEM:  # soft-deleted: the deleted data is kept for a while
+        if item.key == RETIRED_ITEM.key:  # soft-deleted: the deleted data is kept for a while
             deleted = self._jobs_of(item, "DeleteBackupData")[0]
             protection.deleted_at = deleted["properties"]["endTime"]
 
     def _jobs_of(self, item: DemoItem, operation: str) -> list[Json]:
         return [job for job in self.estate.jobs(item.vault)
-                if (job["properties"].get("entityFriendlyName"), job["properties"].get("operation"))
-                == (item.name, operation)]
+                if job["properties"].get("operation") == operation and item.owns(job)]
+
+    def _backups_of(self, item: DemoItem) -> list[Json]:
+        """Its backups of every kind: "Backup", "Backup (Full)", "Backup (Log)", ..."""
+        return [job for job in self.estate.jobs(item.vault)
+                if str(job["properties"].get("operation", "")).startswith("Backup") and item.owns(job)]
 
 
 def build_job(vault: FakeVault, item: DemoItem, job_id: str, *, operation: str, status: str, start: datetime,
               end: datetime | None, size: str | None = None, tasks: list[tuple[str, str]] | None = None,
               error: str | None = None, now: datetime | None = None) -> Json:
-    """A demo item's job as the fake serves it (make_job plus the demo's id-casing quirk)."""
-    job = make_job(job_id, vault=vault, item=item.name, operation=operation, status=status, start=start, end=end,
-                   job_type=item.job_type, duration_format=item.duration_format, size=size, tasks=tasks,
-                   container=item.container, workload_type=item.workload_type, error=error, now=now)
+    """A demo item's job as the fake serves it (make_job, named as Azure names the item's jobs, plus the demo's
+    id-casing quirk)."""
+    job = make_job(job_id, vault=vault, item=item.entity_name(operation), operation=operation, status=status,
+                   start=start, end=end, job_type=item.job_type, duration_format=item.duration_format, size=size,
+                   tasks=tasks, container=item.container, workload_type=item.workload_type, error=error, now=now)
     if vault.name == SPEC_CASED_VAULT:
         job["id"] = job["id"].replace("/subscriptions/", "/Subscriptions/", 1)
     return job
@@ -386,7 +514,8 @@ class JobSimulator:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.estate = estate
-        self.protections = protections if protections is not None else {}  # items whose protected item it keeps
+        # DemoItem.key -> Protection, of the items whose protected item it keeps
+        self.protections = protections if protections is not None else {}
         self.rng = rng
         self.speed = speed
         self.clock = clock
@@ -400,7 +529,8 @@ class JobSimulator:
                 job.finishes = now + self._scaled(RUN_FOR)
         self._next_start = now + self._scaled(START_EVERY)
         self._next_prune = now
-        # Leave the failed and the warned item alone for a while, so a newcomer sees them.
+        # Leave the failed and the warned items (and the failed one's healthy twin) alone for a while, so a
+        # newcomer sees them.
         self._untouched_until = now + timedelta(minutes=10) / speed
 
     def start(self) -> JobSimulator:
@@ -451,20 +581,22 @@ class JobSimulator:
 
     def _finish(self, job: _Running, now: datetime) -> None:
         status = self.rng.choices(FINISHED, weights=FINISH_WEIGHTS)[0]
-        succeeded = status in SUCCEEDED and job.operation == "Backup"
+        job.operation = _finished_operation(job.item, job.operation)  # "Backup" -> "Backup (Full)" for databases
+        backup = job.operation.startswith("Backup")
+        succeeded = status in SUCCEEDED and backup
         with self.estate.lock:  # a reader sees the finished job and its protected item change together
             stored = self._store(job, status=status, end=now, now=now,
                                  tasks=_finished_tasks(job.item, job.operation, status),
                                  size=_size(self.rng, job.item) if succeeded else None,
                                  error=ERRORS.get(job.item.job_type) if status == "Failed" else None)
-            if job.operation == "Backup":
+            if backup:
                 self._record_backup(job.item, stored)
         self.running.remove(job)
         self.finished_count += 1
 
     def _record_backup(self, item: DemoItem, job: Json) -> None:
         """Azure updates the protected item when its backup finishes; so does the demo."""
-        protection = self.protections.get(item.name)
+        protection = self.protections.get(item.key)
         if protection is None:
             return
         protection.record(job)
@@ -479,10 +611,10 @@ class JobSimulator:
         return built
 
     def _start_new(self, now: datetime) -> None:
-        busy = {job.item.name for job in self.running} | _NOT_SCHEDULED
+        busy = {job.item.key for job in self.running} | _NOT_SCHEDULED
         if now < self._untouched_until:
             busy |= _KEEP_LATEST
-        idle = [item for item in ITEMS if item.name not in busy]
+        idle = [item for item in ITEMS if item.key not in busy]
         if not idle:
             return
         item = self.rng.choice(idle)

@@ -13,7 +13,8 @@ where the real service is awkward (see the real payloads in tests/fixtures/azure
 * ``$filter`` with ``eq`` clauses joined by ``and``: for jobs, dates in the service's
   ``yyyy-MM-dd hh:mm:ss tt`` UTC form; for protected items, ``backupManagementType`` and ``itemType``.
 * Protected items of every type in their real shape (make_protected_item), each field where that
-  type really has it.
+  type really has it; two items may share a name in different containers, as in Azure. Databases in VMs
+  are named by their jobs as Azure names them, not by the item's friendlyName (workload_job_name).
 * Faults per vault (error status, throttling, slow replies, broken JSON, an off-host nextLink)
   and for the token endpoint, optionally for the next N requests only.
 * The App Service flavour of the managed-identity endpoint, which azure-identity uses when
@@ -254,7 +255,9 @@ class FakeVault:
     name: str
     location: str = "westeurope"
     jobs: dict[str, Json] = field(default_factory=dict)  # job GUID -> JobResource as GET returns it
-    items: dict[str, Json] = field(default_factory=dict)  # resource name -> ProtectedItemResource as listed
+    # ProtectedItemResources as listed, by lower-cased id (or name, if stored without an id). A name is unique
+    # only within its container: two SQL VMs may both protect a database `master`, one name and two ids.
+    items: dict[str, Json] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -404,19 +407,27 @@ class FakeEstate:
     # -- protected items --
 
     def add_item(self, vault_name: str, item: Mapping[str, Any]) -> None:
-        """Store a ProtectedItemResource (as the list returns it); one with the same name, in any case, is replaced."""
+        """Store a ProtectedItemResource (as the list returns it); one with the same id, in any case, is replaced.
+
+        Items without an id are matched by name instead. Two items may share a name in different containers
+        (a database `master` on two SQL VMs): both are kept, as Azure keeps them.
+        """
         name = item.get("name")
         if not isinstance(name, str) or not isinstance(item.get("properties"), Mapping):
             raise ValueError("a protected item needs a 'name' and 'properties'")
+        identity = str(item.get("id") or name).lower()
         with self.lock:
             items = self.vault(vault_name).items
-            existing = _find_key(items, name)
-            if existing is not None:
-                del items[existing]
-            items[name] = copy.deepcopy(dict(item))
+            for key in [key for key, stored in items.items() if _item_identity(stored) == identity]:
+                del items[key]
+            items[identity] = copy.deepcopy(dict(item))
 
     def update_item(self, vault_name: str, name: str, **properties: Any) -> None:
-        """Merge into the item's properties; a value of None removes that property (e.g. lastRecoveryPoint)."""
+        """Merge into the item's properties; a value of None removes that property (e.g. lastRecoveryPoint).
+
+        `name` is the item's resource name or its id, in any case; a name that several items share is refused
+        (ValueError): give the id.
+        """
         with self.lock:
             stored = self._stored_item(vault_name, name)
             if stored is None:
@@ -424,15 +435,18 @@ class FakeEstate:
             _merge(stored["properties"], properties)
 
     def remove_item(self, vault_name: str, name: str) -> None:
-        """The item is gone (protection removed and its data deleted for good)."""
+        """The item (by name or id, as for update_item) is gone: protection removed and its data deleted for good."""
         with self.lock:
             items = self.vault(vault_name).items
-            key = _find_key(items, name)
-            if key is not None:
-                del items[key]
+            stored = self._stored_item(vault_name, name)
+            if stored is not None:
+                del items[next(key for key, entry in items.items() if entry is stored)]
 
     def item(self, vault_name: str, name: str) -> Json | None:
-        """A copy of one protected item, looked up case-insensitively by its resource name, or None."""
+        """A copy of one protected item, looked up case-insensitively by its resource name or id, or None.
+
+        A name that several items share (in different containers) is refused with ValueError: give the id.
+        """
         with self.lock:
             stored = self._stored_item(vault_name, name)
             return copy.deepcopy(stored) if stored is not None else None
@@ -443,9 +457,17 @@ class FakeEstate:
             return copy.deepcopy(list(self.vault(vault_name).items.values()))
 
     def _stored_item(self, vault_name: str, name: str) -> Json | None:
-        items = self.vault(vault_name).items
-        key = _find_key(items, name)
-        return items[key] if key is not None else None
+        wanted = name.lower()
+        matches = [entry for entry in self.vault(vault_name).items.values()
+                   if wanted in (str(entry.get("name", "")).lower(), str(entry.get("id", "")).lower())]
+        if len(matches) > 1:
+            raise ValueError(f"{len(matches)} protected items in vault {vault_name!r} are named {name!r} "
+                             "(in different containers); look one up by its id")
+        return matches[0] if matches else None
+
+
+def _item_identity(item: Mapping[str, Any]) -> str:
+    return str(item.get("id") or item.get("name", "")).lower()
 
 
 def _find_key(entries: Mapping[str, Any], name: str) -> str | None:
@@ -534,6 +556,20 @@ def make_job(job_id: str, *, vault: FakeVault, item: str, operation: str = "Back
     properties["activityId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"activity/{job_id}"))
     return {"id": f"{vault.id}/backupJobs/{job_id}", "name": job_id, "type": JOB_RESOURCE_TYPE,
             "properties": properties}
+
+
+def workload_job_name(parent: str, database: str, host: str, separator: str = "/") -> str:
+    """The entityFriendlyName real Azure gives a database-in-a-VM (AzureWorkload) backup or restore job.
+
+    Such a job does not carry its protected item's friendlyName but ``<parent><separator><database> [<host>]``:
+    the SQL instance or SAP system (SID), the database and the VM as the item's serverName shows it. Recorded
+    and reported forms: SQL ``MSSQLSERVER/testdb1 [pstestwlvm1bca8]`` (item: friendlyName ``testdb1``,
+    parentName ``MSSQLSERVER``), SAP HANA ``H22/H22 [HANADemoIDC3]`` (item: friendlyName ``h22``, parentName
+    ``H22``; HANA jobs write the database in upper case), SAP ASE ``ab4;asetestdb1 [ase-ccy-vm5]`` (separator
+    ``;``). The strings are used as given: the caller picks the case its workload writes. Management jobs
+    (ConfigureBackup, DisableBackup, DeleteBackupData) carry the bare database name instead, e.g. ``testdb1``.
+    """
+    return f"{parent}{separator}{database} [{host}]"
 
 
 def _type_specific_properties(spec: _JobSpec) -> Json:
@@ -703,15 +739,16 @@ NEVER_BACKED_UP = "2001-01-01T00:00:00Z"
 _WORKLOAD_ERROR_CODE = "CloudInternalError"
 _WORKLOAD_RECOMMENDATION = ("Wait for a few minutes and then try the operation again. If the issue persists, "
                             "please contact Microsoft support.")
-# (workloadType, parentName, parentType) per workload item type; a None parent is the item's own name
-# (a SAP system's SID). Only the SQL row is recorded, the SAP ones are illustrative.
+# (workloadType, default parentName, parentType) per workload item type; a None parent is the item's own
+# name in upper case (a SAP system's SID: HANA items were recorded as friendlyName h22, parentName H22).
+# The SQL and HANA rows are recorded, the others illustrative.
 _WORKLOAD_KINDS: dict[str, tuple[str, str | None, str]] = {
     "AzureVmWorkloadSQLDatabase": ("SQLDataBase", "MSSQLSERVER", "AzureVmWorkloadSQLInstance"),
     "AzureVmWorkloadSAPHanaDatabase": ("SAPHanaDatabase", None, "AzureVmWorkloadSAPHanaSystem"),
     "AzureVmWorkloadSAPAseDatabase": ("SAPAseDatabase", None, "AzureVmWorkloadSAPAseSystem"),
     "AzureVmWorkloadSAPHanaDBInstance": ("SAPHanaDBInstance", None, "AzureVmWorkloadSAPHanaSystem"),
 }
-_NETBIOS_LENGTH = 15  # the recorded serverName is the VM name cut to its NetBIOS form
+NETBIOS_NAME_LENGTH = 15  # the recorded serverName is the VM name cut to its NetBIOS form
 
 
 @dataclass(frozen=True)
@@ -731,6 +768,7 @@ class _ItemSpec:
     policy: str | None
     source_resource_id: str | None
     last_backup_error: str | None
+    parent_name: str | None = None  # a workload item's instance or SAP system, when the caller gave it
 
     @property
     def policy_id(self) -> str | None:
@@ -743,7 +781,9 @@ class _ItemSpec:
 
     def digits(self, what: str) -> str:
         """A stable decimal id (protectedItemDataId and the like), as long as the recorded ones."""
-        seed = f"{self.vault.id}/{self.friendly_name}/{what}".lower().encode()
+        # Host and parent too: two items may share a friendly name (a database `master` on two SQL VMs).
+        where = f"{self.container_name or self.host}/{self.parent_name or ''}"
+        seed = f"{self.vault.id}/{where}/{self.friendly_name}/{what}".lower().encode()
         return str(int.from_bytes(hashlib.sha256(seed).digest()[:8]) % 10**19)
 
     def compute_id(self, provider: str = "Microsoft.Compute") -> str:
@@ -770,7 +810,7 @@ def make_protected_item(*, vault: FakeVault, friendly_name: str, item_type: str 
                         health_status: str | None = None, protection_state: str = "Protected",
                         policy: str | None = None, container: str | None = None,
                         source_resource_id: str | None = None, workload_type: str | None = None,
-                        last_backup_error: str | None = None) -> Json:
+                        last_backup_error: str | None = None, parent_name: str | None = None) -> Json:
     """A ProtectedItemResource in the real shape of its type, as the protected-items list returns it.
 
     item_type: a spec model name (AzureIaaSVMProtectedItem, AzureFileshareProtectedItem, ...) or the wire's
@@ -779,21 +819,27 @@ def make_protected_item(*, vault: FakeVault, friendly_name: str, item_type: str 
     health_status is healthStatus on VM items, protectedItemHealthStatus on workload items and nowhere
     else; DPM items keep lastBackupStatus in extendedInfo and have no lastBackupTime. container is the host
     (VM, storage account, computer, DPM server; default friendly_name) or, with a ';', Azure's whole
-    containerName. Timestamps are datetimes or Azure timestamp strings, copied as-is. Left as None, the
-    last-backup fields read as Azure shows a never-backed-up item of that type.
+    containerName, whose last part is then the host. Workload items (databases in VMs) show the host as
+    serverName, cut to its 15-character NetBIOS form, and their parent as parentName: parent_name, the SQL
+    instance or SAP system (SID) the database belongs to; by default MSSQLSERVER for SQL and friendly_name in
+    upper case for SAP (right for a HANA tenant named like its system, e.g. ``h22`` in ``H22``; a SYSTEMDB or
+    another tenant needs parent_name). Their jobs name them differently: see workload_job_name. Timestamps
+    are datetimes or Azure timestamp strings, copied as-is. Left as None, the last-backup fields read as Azure
+    shows a never-backed-up item of that type.
     """
     wire_type = PROTECTED_ITEM_TYPES.get(item_type, item_type)
     family = _ITEM_FAMILIES.get(wire_type, _GENERIC_FAMILY)
     whole_container = container if container and ";" in container else None
+    # Every family's whole containerName ends in its host (VM, storage account, ...).
+    host = (whole_container.rsplit(";", 1)[1] if whole_container else container) or friendly_name
     spec = _ItemSpec(
-        vault=vault, item_type=wire_type, friendly_name=friendly_name,
-        host=container if container and not whole_container else friendly_name, container_name=whole_container,
+        vault=vault, item_type=wire_type, friendly_name=friendly_name, host=host, container_name=whole_container,
         management_type=backup_management_type or family.management_type,
         workload_type=workload_type or _default_workload_type(wire_type, family),
         last_backup_status=last_backup_status, last_backup_time=_timestamp(last_backup_time),
         last_recovery_point=_timestamp(last_recovery_point), health_status=health_status,
         protection_state=protection_state, policy=policy, source_resource_id=source_resource_id,
-        last_backup_error=last_backup_error)
+        last_backup_error=last_backup_error, parent_name=parent_name)
     segment, container_name, name = family.naming(spec)
     properties = {**family.properties(spec), **_common_item_properties(spec, family, container_name)}
     return {"id": f"{vault.id}/backupFabrics/Azure/protectionContainers/{segment}/protectedItems/{name}",
@@ -904,7 +950,7 @@ def _item_file_share_properties(spec: _ItemSpec) -> Json:
 
 def _workload_parent(spec: _ItemSpec) -> tuple[str, str]:
     _, parent, parent_type = _WORKLOAD_KINDS.get(spec.item_type, ("", None, "AzureVmWorkloadSQLInstance"))
-    return parent or spec.friendly_name.upper(), parent_type
+    return spec.parent_name or parent or spec.friendly_name.upper(), parent_type
 
 
 def _workload_naming(spec: _ItemSpec) -> tuple[str, str, str]:
@@ -920,7 +966,7 @@ def _item_workload_properties(spec: _ItemSpec) -> Json:
     health = spec.health_status or (status if status in ("Healthy", "Unhealthy", "IRPending") else "Healthy")
     parent, parent_type = _workload_parent(spec)
     properties: Json = {"kpisHealths": {}, "friendlyName": spec.friendly_name,
-                        "serverName": spec.host[:_NETBIOS_LENGTH], "parentName": parent, "parentType": parent_type,
+                        "serverName": spec.host[:NETBIOS_NAME_LENGTH], "parentName": parent, "parentType": parent_type,
                         "protectionStatus": _protection_status(spec), "protectionState": spec.protection_state,
                         "lastBackupStatus": status, **_optional(lastBackupTime=spec.last_backup_time)}
     if spec.last_backup_error:
@@ -1115,8 +1161,9 @@ def _page_position(job: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def _item_position(item: Mapping[str, Any]) -> tuple[int, str]:
-    """Protected items are listed by name (the real order is not captured; any stable one will do)."""
-    return (0, str(item.get("name", "")).lower())
+    """Protected items are listed by name, then id, as names repeat across containers (the real order is not
+    captured; any stable one will do)."""
+    return (0, f"{item.get('name', '')}\t{item.get('id', '')}".lower())
 
 
 # --- faults and recorded requests -----------------------------------------------------------------
@@ -1885,11 +1932,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 __all__ = [
-    "ARM_AUDIENCES", "FAULT_OPERATIONS", "ITEM_TYPES", "JOBS_API_VERSIONS", "NEVER_BACKED_UP", "NEXT_LINK_API_VERSION",
+    "ARM_AUDIENCES", "FAULT_OPERATIONS", "ITEM_TYPES", "JOBS_API_VERSIONS", "NETBIOS_NAME_LENGTH", "NEVER_BACKED_UP",
+    "NEXT_LINK_API_VERSION",
     "PROTECTED_ITEM_RESOURCE_TYPE", "PROTECTED_ITEM_TYPES", "RATELIMIT_CAPACITY", "STATS_PATH", "THROTTLED_CODE",
     "VAULTS_API_VERSIONS", "FakeArm", "FakeEstate",
     "FakeVault", "Fault", "FilterError", "ItemFilter", "JobFilter", "RecordedRequest", "RequestLog", "Timestamp",
     "VaultList", "azure_time", "continuation_token", "dotnet_duration", "encode_query_value", "format_ticks",
     "iso_duration", "make_job", "make_protected_item", "parse_azure_time", "parse_filter_time", "parse_item_filter",
-    "parse_job_filter", "table_key", "to_ticks",
+    "parse_job_filter", "table_key", "to_ticks", "workload_job_name",
 ]

@@ -24,7 +24,20 @@ import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
 
-from exporter.demo import FAILING_ITEM, VAULTS, WARNING_ITEM, _EstateBuilder, start_demo
+from exporter.demo import (
+    FAILING_ITEM,
+    FAILING_TWIN,
+    HEALTHY_TWIN,
+    ITEMS,
+    VAULTS,
+    WARNING_ITEM,
+    DemoItem,
+    JobSimulator,
+    _EstateBuilder,
+    _Running,
+    demo_item,
+    start_demo,
+)
 from exporter.fakearm import (
     AUTHORIZATION_FAILED_MESSAGE,
     GATEWAY_NOT_FOUND_MESSAGE,
@@ -43,6 +56,7 @@ from exporter.fakearm import (
     parse_azure_time,
     table_key,
     to_ticks,
+    workload_job_name,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
@@ -906,6 +920,90 @@ def test_items_are_added_updated_and_removed_by_name_in_any_case(arm: FakeArm, e
         estate.add_item("vault-a", {"properties": {}})
 
 
+def test_two_items_may_share_a_name_in_different_containers(arm: FakeArm, estate: FakeEstate) -> None:
+    # A database `master` on two SQL VMs of one vault: one resource name, two containers, two ids.
+    vault = estate.vault("vault-a")
+    twins = [make_protected_item(vault=vault, item_type="AzureVmWorkloadSQLDatabase", friendly_name="master",
+                                 container=host, last_backup_status="Healthy", last_backup_time=T1)
+             for host in ("vm-sql-03", "vm-sql-04")]
+    # Two shares, listed before them ("AzureFileShare;..."): page size 3 puts the twins on two pages.
+    extra = add_items(estate, "vault-a", 2, item_type="AzureFileShareProtectedItem", prefix="share")
+    for twin in twins:
+        estate.add_item("vault-a", twin)
+    assert twins[0]["name"] == twins[1]["name"] == "SQLDataBase;mssqlserver;master"
+    assert twins[0]["id"] != twins[1]["id"]
+    listed = [item for page in all_pages(arm, get(arm, items_path(estate, "vault-a"))) for item in page["value"]]
+    assert [item["name"] for item in listed] == [*sorted(extra, key=str.lower), twins[0]["name"], twins[1]["name"]]
+    assert [item["properties"]["serverName"] for item in listed[2:]] == ["vm-sql-03", "vm-sql-04"]
+    assert listed[2]["properties"]["protectedItemDataSourceId"] != listed[3]["properties"]["protectedItemDataSourceId"]
+    with pytest.raises(ValueError, match="look one up by its id"):
+        estate.item("vault-a", "SQLDataBase;mssqlserver;master")
+    estate.update_item("vault-a", twins[1]["id"].upper(), lastBackupStatus="Unhealthy")
+    assert estate.item("vault-a", twins[1]["id"])["properties"]["lastBackupStatus"] == "Unhealthy"  # type: ignore[index]
+    assert estate.item("vault-a", twins[0]["id"])["properties"]["lastBackupStatus"] == "Healthy"  # type: ignore[index]
+    estate.add_item("vault-a", twins[0])  # the same id again: replaced, not added
+    estate.remove_item("vault-a", twins[1]["id"])
+    assert [item["id"] for item in estate.items("vault-a") if item["name"] == twins[0]["name"]] == [twins[0]["id"]]
+    assert estate.item("vault-a", "sqldatabase;MSSQLSERVER;master")["id"] == twins[0]["id"]  # type: ignore[index]
+
+
+def _recorded_session(name: str) -> dict[str, Any]:
+    """The first (last-seen) vault of a whole recorded CLI session in fixtures/azure/real-recordings."""
+    [path] = (FIXTURES / "real-recordings").glob(f"cli-{name}-*.json")
+    vault: dict[str, Any] = json.loads(path.read_text())["vaults"][0]
+    return vault
+
+
+def test_workload_job_name_writes_the_real_forms() -> None:
+    sql = _recorded_session("test_backup_wl_sql_protection")
+    [item] = [entry["properties"] for entry in sql["protected_items"]]
+    [backup] = [job["properties"] for job in sql["jobs_list"] if job["properties"]["operation"] == "Backup (Full)"]
+    made = workload_job_name(item["parentName"], item["friendlyName"], item["serverName"])
+    assert made == backup["entityFriendlyName"] == "MSSQLSERVER/testdb1 [pstestwlvm1bca8]"
+    # HANA and SAP ASE as seen in real estates (issue 10).
+    assert workload_job_name("H22", "H22", "HANADemoIDC3") == "H22/H22 [HANADemoIDC3]"
+    assert workload_job_name("ab4", "asetestdb1", "ase-ccy-vm5", separator=";") == "ab4;asetestdb1 [ase-ccy-vm5]"
+
+
+def test_workload_items_name_their_parent_and_server() -> None:
+    # The recorded HANA items of system H22 (test_backup_wl_hana_item): the tenant h22, SYSTEMDB and others.
+    hana = _recorded_session("test_backup_wl_hana_item")
+    recorded = [entry for entry in hana["protected_items"] if entry["properties"]["parentName"] == "H22"]
+    assert {entry["properties"]["friendlyName"] for entry in recorded} >= {"h22", "systemdb"}
+    vault = cli_vault("idcdemo", "IDCDemoVault")
+    made = {}
+    for entry in recorded:
+        properties = entry["properties"]
+        friendly = properties["friendlyName"]
+        extra = {} if friendly == "h22" else {"parent_name": "H22"}  # the tenant named like its system needs none
+        made[friendly] = make_protected_item(vault=vault, item_type="AzureVmWorkloadSAPHanaDatabase",
+                                             friendly_name=friendly, container="HANADemoIDC3", **extra)
+        ours = made[friendly]["properties"]
+        assert made[friendly]["name"] == entry["name"]
+        for field in ("friendlyName", "serverName", "parentName", "parentType", "protectedItemType", "workloadType"):
+            assert ours[field] == properties[field], (friendly, field)
+    assert made["h22"]["properties"]["protectedItemDataSourceId"] != (
+        made["systemdb"]["properties"]["protectedItemDataSourceId"])
+    without_parent = make_protected_item(vault=vault, item_type="AzureVmWorkloadSAPHanaDatabase",
+                                         friendly_name="systemdb", container="HANADemoIDC3")
+    assert without_parent["properties"]["parentName"] == "SYSTEMDB"  # a SYSTEMDB needs parent_name
+    sql = make_protected_item(vault=vault, item_type="AzureVmWorkloadSQLDatabase", friendly_name="testdb1",
+                              container="pstestwlvm1bca8")["properties"]
+    assert (sql["parentName"], sql["parentType"], sql["serverName"]) == ("MSSQLSERVER", "AzureVmWorkloadSQLInstance",
+                                                                         "pstestwlvm1bca8")
+    named = make_protected_item(vault=vault, item_type="AzureVmWorkloadSQLDatabase", friendly_name="testdb1",
+                                container="pstestwlvm1bca8", parent_name="SQLEXPRESS")
+    assert (named["name"], named["properties"]["parentName"]) == ("SQLDataBase;sqlexpress;testdb1", "SQLEXPRESS")
+    # A whole containerName, as Azure writes it (lower case): its last part is the host.
+    whole = make_protected_item(vault=vault, item_type="AzureVmWorkloadSAPHanaDatabase", friendly_name="h20",
+                                container="VMAppContainer;compute;idcdemo;hanademoidc1")
+    assert whole["properties"]["containerName"] == "VMAppContainer;compute;idcdemo;hanademoidc1"
+    assert whole["properties"]["serverName"] == "hanademoidc1"
+    assert whole["properties"]["sourceResourceId"].endswith("/providers/Microsoft.Compute/virtualMachines/hanademoidc1")
+    assert whole["id"].endswith("/protectionContainers/VMAppContainer;compute;idcdemo;hanademoidc1"
+                                "/protectedItems/SAPHanaDatabase;h20;h20")
+
+
 # --- the managed-identity endpoint -----------------------------------------------------------------
 
 
@@ -1173,12 +1271,13 @@ def test_the_demo_serves_every_shape_a_newcomer_should_see() -> None:
         properties = [job["properties"] for job in jobs]
         assert {p["jobType"] for p in properties} == {"AzureIaaSVMJob", "AzureIaaSVMJobV2", "AzureStorageJob",
                                                       "AzureWorkloadJob", "DpmJob", "MabJob", "VaultJob"}
-        assert {"Backup", "Restore", "ConfigureBackup", "DeleteBackupData"} <= {p["operation"] for p in properties}
+        assert {"Backup", "Backup (Full)", "Backup (Log)", "Restore", "Restore (Full)", "ConfigureBackup",
+                "DeleteBackupData"} <= {p["operation"] for p in properties}
         assert {"Completed", "Failed", "CompletedWithWarnings", "InProgress"} <= {p["status"] for p in properties}
         assert len({p["entityFriendlyName"] for p in properties}) >= 15
         durations = {p["duration"] for p in properties}
         assert any(d.startswith("P") for d in durations) and any(re.match(r"^\d\d:\d\d:\d\d", d) for d in durations)
-        latest = {p["entityFriendlyName"]: p["status"] for p in _backups_by_start(jobs)}
+        latest = {_job_key(p): p["status"] for p in _backups_by_start(jobs)}
         assert "Failed" in set(latest.values())
         done = next(job for job in jobs if job["properties"]["jobType"] == "AzureIaaSVMJob"
                     and job["properties"]["status"] == "Completed" and job["properties"]["operation"] == "Backup")
@@ -1241,29 +1340,54 @@ def _status_word(properties: dict[str, Any], job_status: str) -> str:
     return job_status
 
 
+def _job_key(properties: dict[str, Any]) -> tuple[str, str]:
+    """Which item a job is about, from the job alone: its entityFriendlyName (for a database in a VM the real
+    form, e.g. 'MSSQLSERVER/master [vm-sql-03]') and, for a file share, its storage account."""
+    return properties["entityFriendlyName"], properties.get("storageAccountName", "")
+
+
+def _item_key(properties: dict[str, Any]) -> tuple[str, str]:
+    """The same identity, read from a protected item: a database as its backup jobs name it (HANA jobs write
+    the database in upper case), a file share with its storage account, anything else by its name."""
+    kind = properties["protectedItemType"]
+    if kind.startswith("AzureVmWorkload"):
+        database = properties["friendlyName"].upper() if "SAPHana" in kind else properties["friendlyName"]
+        return workload_job_name(properties["parentName"], database, properties["serverName"]), ""
+    if kind == "AzureFileShareProtectedItem":
+        return properties["friendlyName"], properties["containerName"].rsplit(";", 1)[1]
+    return properties["friendlyName"], ""
+
+
+def _demo_key(item: DemoItem) -> tuple[str, str]:
+    return item.job_name, (item.container or "") if item.job_type == "AzureStorageJob" else ""
+
+
 def _backups_by_start(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Backup jobs' properties, oldest start first."""
-    return sorted((job["properties"] for job in jobs if job["properties"]["operation"] == "Backup"),
+    """The backup jobs' properties (operation Backup, or for a database Backup (Full), (Log), ...), oldest
+    start first."""
+    return sorted((job["properties"] for job in jobs if job["properties"]["operation"].startswith("Backup")),
                   key=lambda p: parse_azure_time(p["startTime"]))
 
 
-def _assert_items_agree_with_jobs(jobs: list[dict[str, Any]], items: list[dict[str, Any]]) -> set[str]:
-    """Every item with Backup jobs has a protected item that tells the same story; returns the names checked."""
-    by_name = {item["properties"]["friendlyName"]: item["properties"] for item in items}
+def _assert_items_agree_with_jobs(jobs: list[dict[str, Any]], items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Every item with backup jobs has a protected item that tells the same story; returns the items checked
+    (by _item_key: names repeat, these identities do not)."""
+    by_key = {_item_key(item["properties"]): item["properties"] for item in items}
+    assert len(by_key) == len(items), "two protected items with one identity"
     backups = _backups_by_start(jobs)
-    assert {p["entityFriendlyName"] for p in backups} <= set(by_name)
+    assert {_job_key(p) for p in backups} <= set(by_key)
     finished = [p for p in backups if "endTime" in p]
-    for name in {p["entityFriendlyName"] for p in finished}:
-        item, mine = by_name[name], [p for p in finished if p["entityFriendlyName"] == name]
+    for key in {_job_key(p) for p in finished}:
+        item, mine = by_key[key], [p for p in finished if _job_key(p) == key]
         latest, successes = mine[-1], [p for p in mine if p["status"] in ("Completed", "CompletedWithWarnings")]
-        assert item["backupManagementType"] == latest["backupManagementType"], name
+        assert item["backupManagementType"] == latest["backupManagementType"], key
         status, time = _last_backup(item)
-        assert status == _status_word(item, latest["status"]), name
+        assert status == _status_word(item, latest["status"]), key
         assert time in (latest["endTime"], None) and (time is None) == (item["protectedItemType"] == "DPMProtectedItem")
-        assert item.get("lastRecoveryPoint") == (successes[-1]["endTime"] if successes else None), name
+        assert item.get("lastRecoveryPoint") == (successes[-1]["endTime"] if successes else None), key
         if "healthStatus" in item:
-            assert item["healthStatus"] == ("ActionRequired" if latest["status"] == "Failed" else "Passed"), name
-    return {p["entityFriendlyName"] for p in finished}
+            assert item["healthStatus"] == ("ActionRequired" if latest["status"] == "Failed" else "Passed"), key
+    return {_job_key(p) for p in finished}
 
 
 @pytest.mark.parametrize("hour", range(24))
@@ -1275,8 +1399,10 @@ def test_the_demos_failed_and_warned_backups_are_the_latest_at_any_hour(hour: in
     jobs = [job for vault in VAULTS for job in builder.estate.jobs(vault.name)]
     finished = [p for p in _backups_by_start(jobs) if "endTime" in p]
     assert all(parse_azure_time(p["endTime"]) < to_ticks(now) for p in finished)
-    latest = {p["entityFriendlyName"]: p["status"] for p in finished}
-    assert (latest[FAILING_ITEM], latest[WARNING_ITEM]) == ("Failed", "CompletedWithWarnings")
+    latest = {_job_key(p): p["status"] for p in finished}
+    assert (latest[_demo_key(FAILING_ITEM)], latest[_demo_key(WARNING_ITEM)]) == ("Failed", "CompletedWithWarnings")
+    # Two databases named master in one vault: one failing, one fine.
+    assert (latest[_demo_key(FAILING_TWIN)], latest[_demo_key(HEALTHY_TWIN)]) == ("Failed", "Completed")
 
 
 def test_the_demos_protected_items_agree_with_their_jobs() -> None:
@@ -1287,32 +1413,149 @@ def test_the_demos_protected_items_agree_with_their_jobs() -> None:
     finally:
         demo.stop()
     checked = _assert_items_agree_with_jobs(jobs, items)
-    assert len(checked) >= 15
-    by_name = {item["properties"]["friendlyName"]: item["properties"] for item in items}
-    assert {p["protectedItemType"] for p in by_name.values()} == {
+    assert len(checked) >= 20 and len(items) == len(ITEMS)
+    by_key = {_item_key(item["properties"]): item["properties"] for item in items}
+    assert {p["protectedItemType"] for p in by_key.values()} == {
         "Microsoft.Compute/virtualMachines", "AzureFileShareProtectedItem", "AzureVmWorkloadSQLDatabase",
         "AzureVmWorkloadSAPHanaDatabase", "MabFileFolderProtectedItem", "DPMProtectedItem"}
-    assert by_name["vm-sql-01"]["healthStatus"] == "ActionRequired"  # the failed latest backup
-    assert by_name["vm-files-01"]["protectionState"] == "IRPending"  # its initial backup is still running
-    assert by_name["vm-files-01"]["lastBackupTime"] == NEVER_BACKED_UP
-    retired = by_name["vm-legacy-01"]
+    assert by_key["vm-sql-01", ""]["healthStatus"] == "ActionRequired"  # the failed latest backup
+    assert by_key["vm-files-01", ""]["protectionState"] == "IRPending"  # its initial backup is still running
+    assert by_key["vm-files-01", ""]["lastBackupTime"] == NEVER_BACKED_UP
+    retired = by_key["vm-legacy-01", ""]
     assert (retired["protectionState"], retired["isScheduledForDeferredDelete"]) == ("ProtectionStopped", True)
     now = datetime.now(UTC)
-    stopped = by_name["vm-erp-old-01"]  # stopped with its data retained, long without jobs
+    stopped = by_key["vm-erp-old-01", ""]  # stopped with its data retained, long without jobs
     assert stopped["protectionState"] == "ProtectionStopped" and "policyId" not in stopped
     assert "vm-erp-old-01" not in {job["properties"]["entityFriendlyName"] for job in jobs}
     assert stopped["lastRecoveryPoint"] == stopped["lastBackupTime"]
-    stale = by_name["vm-reporting-01"]  # protected, but its only backup is older than any lookback window
+    stale = by_key["vm-reporting-01", ""]  # protected, but its only backup is older than any lookback window
     [stale_job] = [job["properties"] for job in jobs if job["properties"]["entityFriendlyName"] == "vm-reporting-01"]
     stale_age = timedelta(microseconds=(to_ticks(now) - parse_azure_time(stale["lastBackupTime"])) // 10)
     assert stale["protectionState"] == "Protected" and stale["lastBackupTime"] == stale_job["endTime"]
     assert timedelta(days=8) < stale_age < timedelta(days=9, minutes=5)
+    twins = {p["serverName"]: p for p in by_key.values() if p["friendlyName"] == "master"}
+    assert {host: p["lastBackupStatus"] for host, p in twins.items()} == {"vm-sql-03": "Healthy",
+                                                                          "vm-sql-04": "Unhealthy"}
+    assert twins["vm-sql-04"]["lastBackupErrorDetail"]["message"].startswith("The database log chain is broken")
+
+
+def _built_demo(now: datetime = datetime(2026, 11, 30, 12, 10, tzinfo=UTC)) -> _EstateBuilder:
+    builder = _EstateBuilder(random.Random(7), now)
+    builder.build()
+    return builder
+
+
+def test_the_demo_names_databases_as_azure_does() -> None:
+    builder = _built_demo()
+    jobs = [job["properties"] for vault in VAULTS for job in builder.estate.jobs(vault.name)]
+    seen = {(p["entityFriendlyName"], p["operation"]) for p in jobs}
+    assert {("MSSQLSERVER/master [vm-sql-03]", "Backup (Full)"), ("MSSQLSERVER/master [vm-sql-04]", "Backup (Full)"),
+            ("MSSQLSERVER/SalesDB [vm-sql-02]", "Backup (Full)"), ("MSSQLSERVER/SalesDB [vm-sql-02]", "Backup (Log)"),
+            ("MSSQLSERVER/SalesDB [vm-sql-02]", "Restore (Full)"), ("HXE/HXE [vm-hana-01]", "Backup (Full)"),
+            ("HXE/SYSTEMDB [vm-hana-01]", "Backup (Full)"),
+            ("master", "ConfigureBackup"), ("hxe", "ConfigureBackup")} <= seen  # management jobs: the bare name
+    databases = [p for p in jobs if p["jobType"] == "AzureWorkloadJob"]
+    for p in databases:
+        named_in_full = p["operation"].startswith(("Backup", "Restore"))
+        assert bool(re.fullmatch(r"[A-Z]+/\w+ \[vm-[a-z]+-\d\d\]", p["entityFriendlyName"])) == named_in_full, p
+        assert p["operation"] != "Backup" or p["status"] == "InProgress", p  # "Backup" only while it runs
+    hana = builder.estate.item("rsv-sap-neu", "SAPHanaDatabase;hxe;hxe")
+    systemdb = builder.estate.item("rsv-sap-neu", "SAPHanaDatabase;hxe;systemdb")
+    assert hana is not None and systemdb is not None
+    for item, name in ((hana, "hxe"), (systemdb, "systemdb")):
+        assert (item["properties"]["friendlyName"], item["properties"]["parentName"],
+                item["properties"]["serverName"]) == (name, "HXE", "vm-hana-01")
+    shares = [item["properties"] for item in builder.estate.items("rsv-prod-weu")
+              if item["properties"]["friendlyName"] == "shared"]
+    assert sorted(share["containerName"].rsplit(";", 1)[1] for share in shares) == ["stprodfiles01", "stprodfiles02"]
+    assert [share["lastBackupStatus"] for share in shares] == ["Completed", "Completed"]
+    with pytest.raises(ValueError, match="look one up by its id"):
+        builder.estate.item("rsv-prod-weu", "SQLDataBase;mssqlserver;master")  # one name, two items
+
+
+# The identity the exporter gives each demo item (issue 10): (vault, backup_management_type, container,
+# backup_item), container being an Azure VM's resource group, a file share's storage account, a database's
+# <serverName>/<parentName>, a MARS agent's computer and a DPM item's DPM server.
+DEMO_IDENTITIES = {
+    ("rsv-prod-weu", "AzureIaasVM", "rg-prod-backup", "vm-web-01"),
+    ("rsv-prod-weu", "AzureIaasVM", "rg-prod-backup", "vm-web-02"),
+    ("rsv-prod-weu", "AzureIaasVM", "rg-prod-backup", "vm-sql-01"),
+    ("rsv-prod-weu", "AzureIaasVM", "rg-prod-backup", "vm-app-01"),
+    ("rsv-prod-weu", "AzureIaasVM", "rg-prod-backup", "vm-files-01"),
+    ("rsv-prod-weu", "AzureIaasVM", "rg-prod-backup", "vm-erp-old-01"),
+    ("rsv-prod-weu", "AzureStorage", "stprodfiles01", "teamshare"),
+    ("rsv-prod-weu", "AzureStorage", "stprodfiles01", "shared"),
+    ("rsv-prod-weu", "AzureStorage", "stprodfiles02", "shared"),
+    ("rsv-prod-weu", "AzureWorkload", "vm-sql-03/MSSQLSERVER", "master"),
+    ("rsv-prod-weu", "AzureWorkload", "vm-sql-04/MSSQLSERVER", "master"),
+    ("rsv-sap-neu", "AzureWorkload", "vm-hana-01/HXE", "hxe"),
+    ("rsv-sap-neu", "AzureWorkload", "vm-hana-01/HXE", "systemdb"),
+    ("rsv-sap-neu", "AzureWorkload", "vm-sql-02/MSSQLSERVER", "SalesDB"),
+    ("rsv-sap-neu", "AzureIaasVM", "rg-sap", "vm-sap-app-01"),
+    ("rsv-branch-eus2", "MAB", "fs01.contoso.local", "fs01.contoso.local"),
+    ("rsv-branch-eus2", "MAB", "laptop-ceo", "laptop-ceo"),
+    ("rsv-branch-eus2", "DPM", "dpm01.contoso.local", "SQL01\\Finance"),
+    ("rsv-branch-eus2", "AzureIaasVM", "rg-branch-offices", "vm-legacy-01"),
+    ("rsv-platform-uks", "AzureIaasVM", "rg-platform", "vm-jump-01"),
+    ("rsv-platform-uks", "AzureIaasVM", "rg-platform", "vm-reporting-01"),
+    ("rsv-platform-uks", "AzureStorage", "stplatformarchive", "archive"),
+}
+
+
+def _exporter_identity(vault: str, properties: dict[str, Any]) -> tuple[str, str, str, str]:
+    kind: str = properties["backupManagementType"]
+    if kind == "AzureIaasVM":
+        container = properties["containerName"].split(";")[1]  # iaasvmcontainerv2;<resource group>;<vm>
+    elif kind == "AzureStorage":
+        container = properties["containerName"].rsplit(";", 1)[1]  # StorageContainer;storage;<rg>;<account>
+    elif kind == "AzureWorkload":
+        container = f"{properties['serverName']}/{properties['parentName']}"
+    else:
+        container = properties["computerName" if kind == "MAB" else "backupEngineName"]  # MAB, DPM
+    return vault, kind, container, properties["friendlyName"]
+
+
+def test_the_demo_items_are_told_apart_by_the_exporters_identity() -> None:
+    builder = _built_demo()
+    identities = [_exporter_identity(vault.name, item["properties"])
+                  for vault in VAULTS for item in builder.estate.items(vault.name)]
+    assert len(identities) == len(set(identities)) == len(ITEMS)
+    assert set(identities) == DEMO_IDENTITIES
+    assert len({item.key for item in ITEMS}) == len(ITEMS)
+
+
+def test_the_demo_simulator_renames_a_running_database_backup_when_it_finishes() -> None:
+    # Azure showed a running SQL backup as "Backup" and the same job, finished, as "Backup (Full)".
+    now = datetime(2026, 11, 30, 12, 10, tzinfo=UTC)
+    builder = _built_demo(now)
+    clock = [now]
+    simulator = JobSimulator(builder.estate, random.Random(1), [], clock=lambda: clock[0],
+                             protections=builder.protections)
+    hxe = demo_item("rsv-sap-neu", "hxe")
+    simulator.running.append(_Running(hxe.vault, guid(99), hxe, "Backup", now, now + timedelta(minutes=1)))
+    simulator.step()
+    running = builder.estate.job(hxe.vault, guid(99))
+    assert running is not None
+    assert (running["properties"]["entityFriendlyName"], running["properties"]["operation"],
+            running["properties"]["status"]) == ("HXE/HXE [vm-hana-01]", "Backup", "InProgress")
+    assert running["properties"]["extendedInfo"]["tasksList"] == [{"taskId": "Transfer data to vault",
+                                                                    "status": "InProgress"}]
+    clock[0] = now + timedelta(minutes=2)
+    simulator.step()
+    done = builder.estate.job(hxe.vault, guid(99))
+    assert done is not None
+    assert (done["properties"]["entityFriendlyName"], done["properties"]["operation"]) == (
+        "HXE/HXE [vm-hana-01]", "Backup (Full)")
+    assert done["properties"]["status"] != "InProgress"
+    item = builder.estate.item(hxe.vault, "SAPHanaDatabase;hxe;hxe")
+    assert item is not None and item["properties"]["lastBackupTime"] == done["properties"]["endTime"]
+    assert builder.protections[hxe.key].last_time == done["properties"]["endTime"]
 
 
 def test_the_demo_simulator_updates_an_item_when_its_backup_finishes() -> None:
     demo = start_demo(seed=11, speed=200.0)
     try:
-        before = {item["name"]: item["properties"].get("lastBackupTime")
+        before = {item["id"]: item["properties"].get("lastBackupTime")
                   for vault in demo.estate.vaults for item in demo.estate.items(vault.name)}
         deadline = time.monotonic() + 5
         while demo.simulator.finished_count < 3 and time.monotonic() < deadline:
@@ -1321,11 +1564,11 @@ def test_the_demo_simulator_updates_an_item_when_its_backup_finishes() -> None:
             jobs = [job for vault in demo.estate.vaults for job in demo.estate.jobs(vault.name)]
             items = [item for vault in demo.estate.vaults for item in demo.estate.items(vault.name)]
         _assert_items_agree_with_jobs(jobs, items)
-        changed = [item for item in items if item["properties"].get("lastBackupTime") != before[item["name"]]]
+        changed = [item for item in items if item["properties"].get("lastBackupTime") != before[item["id"]]]
         assert changed, "no protected item changed while the simulator finished jobs at speed 200"
         item = changed[0]
-        served = {entry["name"]: entry for entry in _demo_items(demo.arm, item["id"].split("/backupFabrics/")[0])}
-        assert parse_azure_time(served[item["name"]]["properties"]["lastBackupTime"]) >= parse_azure_time(
+        served = {entry["id"]: entry for entry in _demo_items(demo.arm, item["id"].split("/backupFabrics/")[0])}
+        assert parse_azure_time(served[item["id"]]["properties"]["lastBackupTime"]) >= parse_azure_time(
             item["properties"]["lastBackupTime"])  # over HTTP too, or newer still
     finally:
         demo.stop()
