@@ -58,7 +58,8 @@ JOB_LAST_DURATION = _spec(
     "Duration Azure reports for the latest job (elapsed so far while it runs)." + CACHE_NOTE)
 JOB_LAST_SIZE = _spec(
     "azure_backup_job_last_size_bytes", "gauge", JOB_LABELS,
-    "Backup Size of the latest job, where Azure reports it." + CACHE_NOTE)
+    "Backup Size of the latest job (database backups: its Data Transferred (in MB)), where Azure reports it."
+    + CACHE_NOTE)
 JOB_LAST_TASK_STATUS = _spec(
     "azure_backup_job_last_task_status", "gauge", (*JOB_LABELS, "task", "status"),
     "Tasks of the latest job with their current status; always 1." + CACHE_NOTE)
@@ -84,7 +85,8 @@ JOB_DURATION = _spec(
 TRANSFERRED = _spec(
     "azure_backup_transferred_bytes", "counter",
     (*VAULT_LABELS, "backup_management_type", "operation"),
-    "Backup Size of the jobs counted in azure_backup_jobs_finished_total." + CACHE_NOTE)
+    "Backup Size (database backups: Data Transferred) of the jobs counted in azure_backup_jobs_finished_total."
+    + CACHE_NOTE)
 ITEM_INFO = _spec(
     "azure_backup_item_info", "gauge",
     (*ITEM_LABELS, "item_type", "workload_type", "policy", "container_name", "source_resource_id"),

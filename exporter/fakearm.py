@@ -657,8 +657,17 @@ def _workload_properties(spec: _JobSpec) -> Json:
         "duration": spec.duration,
         **_actions_info(spec),
         **_error_details(spec, code=True, title=True),
-        "extendedInfo": {**_simple_tasks(spec), "propertyBag": _size_bag(spec)},
+        "extendedInfo": {**_simple_tasks(spec), "propertyBag": _transferred_bag(spec)},
     }
+
+
+def _transferred_bag(spec: _JobSpec) -> dict[str, str]:
+    """Database backups report their size as a bare number of MB under this key (SQL recording, 2019)."""
+    if not spec.size:
+        return {}
+    number, _, unit = spec.size.partition(" ")
+    megabytes = float(number) * {"GB": 1024.0, "KB": 1 / 1024}.get(unit.upper(), 1.0)
+    return {"Data Transferred (in MB)": f"{megabytes:g}"}
 
 
 def _timed_tasks(spec: _JobSpec) -> Json:

@@ -199,9 +199,16 @@ def _size(props: Mapping[str, Any], on_error: ErrorSink) -> float | None:
         return None
     # Azure's propertyBag keys are free text; some carry trailing spaces.
     sizes = {str(k).strip().lower(): v for k, v in bag.items()}
-    if "backup size" not in sizes:
-        return None
-    return _optional({"Backup Size": sizes["backup size"]}, "Backup Size", parse_size, on_error)
+    if "backup size" in sizes:
+        return _optional({"Backup Size": sizes["backup size"]}, "Backup Size", parse_size, on_error)
+    # Database (SQL, HANA, ASE) backups: a bare number of MB, e.g. "4.0864" (recorded 2019).
+    if TRANSFERRED_MB in sizes:
+        field = "Data Transferred (in MB)"
+        return _optional({field: f"{sizes[TRANSFERRED_MB]} MB"}, field, parse_size, on_error)
+    return None
+
+
+TRANSFERRED_MB = "data transferred (in mb)"
 
 
 def _tasks(props: Mapping[str, Any], on_error: ErrorSink) -> tuple[Task, ...] | None:

@@ -430,3 +430,11 @@ def test_agent_and_dpm_jobs_join_their_items_by_server(
         (now - timedelta(hours=1)).timestamp()
     assert len({line.split("container=")[1].split(",")[0] for line in text.splitlines()
                 if "container=" in line and not line.startswith("azure_backup_item_info")}) == 1
+
+
+def test_a_database_backup_reports_its_size_as_data_transferred() -> None:
+    recorded = _recorded(SQL_SESSION)
+    details = recorded["job_details"][_job(recorded, "Backup (Full)")["name"]]
+    assert details["properties"]["extendedInfo"]["propertyBag"] == {"Data Transferred (in MB)": "4.0864"}
+    job = parse_job(details, _no_errors)
+    assert job is not None and job.size_bytes == pytest.approx(4.0864 * 2**20)
