@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_protected_item
 
@@ -172,7 +173,8 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}]},
         "rule_files": [str(RULES)],
         "scrape_configs": [{"job_name": JOB, "scrape_timeout": "1s",
-                            "static_configs": [{"targets": [f"127.0.0.1:{ports['exporter']}"]}]}],
+                            "static_configs": [{"targets": [f"127.0.0.1:{ports['exporter']}"]}]},
+                           *_servicemonitor_like_jobs(f"127.0.0.1:{ports['exporter']}")],
     }))
     processes: list[subprocess.Popen[bytes]] = []
     with FakeArm(estate) as arm:
@@ -207,6 +209,17 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
             webhook.shutdown()
             for log in logs.values():
                 log.close()
+
+
+def _servicemonitor_like_jobs(target: str) -> list[dict[str, Any]]:
+    """Two more scrapes of the exporter with the target labels prometheus-operator gives a ServiceMonitor's
+    targets, `container` among them: one with the shipped ServiceMonitor's relabelings, one without."""
+    monitor = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "servicemonitor.yaml").read_text())
+    relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
+    target_labels = {"container": "azure-backup-exporter", "pod": "azure-backup-exporter-0", "namespace": "monitoring"}
+    return [{"job_name": name, "scrape_interval": "5s", "scrape_timeout": "1s",
+             "static_configs": [{"targets": [target], "labels": target_labels}], "relabel_configs": relabel}
+            for name, relabel in (("servicemonitor-as-shipped", relabelings), ("servicemonitor-without-drop", []))]
 
 
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -246,6 +259,18 @@ def test_of_two_items_with_one_name_only_the_failing_one_pages(stack: dict[str, 
     assert {(a["container"], a["operation"]) for a in delivered()} == {("sqlvm01/MSSQLSERVER", "Backup (Full)")}
     assert {a["metric"]["container"] for a in firing} == {"sqlvm01/MSSQLSERVER"}
     assert all(a["severity"] == "critical" for a in alerts if a["alertname"] == "AzureBackupJobFailed")
+
+
+def test_the_shipped_servicemonitor_keeps_the_exporters_container_label(stack: dict[str, Any]) -> None:
+    def masters(job: str) -> list[dict[str, Any]]:
+        return _query(stack["prometheus"], f'azure_backup_item_info{{job="{job}", backup_item="master"}}')
+
+    shipped = _wait_for("a scrape as the shipped ServiceMonitor does it", lambda: masters("servicemonitor-as-shipped"))
+    assert {m["metric"]["container"] for m in shipped} == {"sqlvm01/MSSQLSERVER", "sqlvm02/MSSQLSERVER"}
+    # What the relabeling prevents: the target's label wins and the exporter's is renamed.
+    bare = _wait_for("a scrape without the relabeling", lambda: masters("servicemonitor-without-drop"))
+    assert {m["metric"]["container"] for m in bare} == {"azure-backup-exporter"}
+    assert {m["metric"]["exported_container"] for m in bare} == {"sqlvm01/MSSQLSERVER", "sqlvm02/MSSQLSERVER"}
 
 
 def test_item_without_recent_jobs_pages_for_its_missing_backups(stack: dict[str, Any]) -> None:
