@@ -132,7 +132,8 @@ class ArmClient:
         if response is None:
             self._telemetry.record_failure(self.context.operation)
             return
-        self._telemetry.record_response(self.context.operation, response.status, dict(response.headers))
+        self._telemetry.record_response(self.context.operation, response.status, dict(response.headers),
+                                        self.context.subscription)
         if response.status == 429:
             self._pause_subscription(self.context.subscription, response.headers.get("Retry-After"))
 
@@ -160,7 +161,8 @@ class ArmClient:
             raise ArmError(f"{operation}: {type(exc).__name__}: {_one_line(exc)}") from exc
         finally:
             self._telemetry.api_duration.labels(operation).observe(time.perf_counter() - started)
-        self._telemetry.record_response(operation, response.status_code, dict(response.headers))
+        self._telemetry.record_response(operation, response.status_code, dict(response.headers),
+                                        self.context.subscription)
         if response.status_code == 429:
             self._pause_subscription(self.context.subscription, response.headers.get("Retry-After"))
         if response.status_code == 401:
@@ -211,6 +213,10 @@ class ArmClient:
     def list_items(self, vault: VaultRef) -> Iterator[Mapping[str, Any]]:
         params = {"api-version": self.jobs_api_version}
         return self.paged("items_list", self.url(f"{vault.path}/backupProtectedItems", **params))
+
+    def list_policies(self, vault: VaultRef) -> Iterator[Mapping[str, Any]]:
+        params = {"api-version": self.jobs_api_version}
+        return self.paged("policies_list", self.url(f"{vault.path}/backupPolicies", **params))
 
     def get_job(self, vault: VaultRef, job_id: str) -> Mapping[str, Any]:
         url = self.url(f"{vault.path}/backupJobs/{job_id}", **{"api-version": self.jobs_api_version})

@@ -69,6 +69,12 @@ LAST_SUCCESS = _spec(
     "backup job (any operation starting with Backup, such as Backup (Full) or Backup (Log)) that ended Completed "
     "or CompletedWithWarnings, its lastBackupTime when lastBackupStatus "
     "is a success, and its lastRecoveryPoint." + CACHE_NOTE)
+LAST_SUCCESS_BY_KIND = _spec(
+    "azure_backup_last_successful_backup_by_kind_timestamp_seconds", "gauge", (*ITEM_LABELS, "kind"),
+    "Time of the item's last successful backup of each kind, in Unix seconds: kind full for Backup and "
+    "Backup (Full) jobs, log for Backup (Log), differential, copy_only_full, incremental likewise; for "
+    "VMs, file shares, MARS and DPM items kind full also takes the item's own lastBackupTime and "
+    "lastRecoveryPoint. None for items whose backup data was deleted." + CACHE_NOTE)
 JOBS = _spec(
     "azure_backup_jobs", "gauge", (*VAULT_LABELS, "backup_management_type", "operation", "status"),
     "Jobs in the lookback window by type, operation and status." + CACHE_NOTE)
@@ -109,18 +115,28 @@ ITEM_PROTECTION_STATE = _spec(
 ITEM_LAST_RECOVERY_POINT = _spec(
     "azure_backup_item_last_recovery_point_timestamp_seconds", "gauge", ITEM_LABELS,
     "The protected item's lastRecoveryPoint, in Unix seconds, where Azure gives it." + ITEMS_CACHE_NOTE)
+ITEM_EXPECTED_INTERVAL = _spec(
+    "azure_backup_item_expected_backup_interval_seconds", "gauge", (*ITEM_LABELS, "kind"),
+    "Longest time between two scheduled backups of the item, per kind (full, differential, log, ...), from "
+    "its backup policy's schedule; absent where no policy or schedule is known." + ITEMS_CACHE_NOTE)
 VAULT_INFO = _spec(
     "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
     "One series per watched Recovery Services vault; always 1.")
 VAULT_SCRAPE_SUCCESS = _spec(
     "azure_backup_vault_scrape_success", "gauge", VAULT_LABELS,
     "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")
+VAULT_SCRAPE_ERROR = _spec(
+    "azure_backup_vault_scrape_error_info", "gauge", (*VAULT_LABELS, "status_code", "error_code"),
+    "1 while the vault's last refresh failed: the HTTP status of the failure (none when no answer came: "
+    "a timeout, a connection error, no token) and Azure's error code (ResourceNotFound, AuthorizationFailed, "
+    "...). Absent while refreshes succeed.")
 VAULT_SCRAPE_DURATION = _spec(
     "azure_backup_vault_scrape_duration_seconds", "gauge", VAULT_LABELS,
     "How long the vault's last refresh worked: its lists plus its details, not the wait in between.")
 VAULT_LAST_REFRESH = _spec(
     "azure_backup_vault_last_refresh_timestamp_seconds", "gauge", VAULT_LABELS,
-    "When the vault's data was last refreshed successfully, in Unix seconds.")
+    "When the vault's jobs were last refreshed successfully, in Unix seconds (a failing protected-items or "
+    "policy list does not hold it back; it sets azure_backup_vault_scrape_success to 0).")
 DISCOVERY_SUCCESS = _spec(
     "azure_backup_subscription_discovery_success", "gauge", ("subscription_id",),
     "1 if the last listing of the subscription's Recovery Services vaults succeeded, 0 if it failed "
@@ -139,8 +155,9 @@ API_THROTTLED = _spec(
     "azure_backup_api_throttled", "counter", (),
     "Responses with HTTP 429 from Azure Resource Manager, including those a retry absorbed.")
 API_RATELIMIT = _spec(
-    "azure_backup_api_ratelimit_remaining", "gauge", ("header",),
-    "Last value of each x-ms-ratelimit-remaining-* header Azure Resource Manager returned.")
+    "azure_backup_api_ratelimit_remaining", "gauge", ("header", "subscription_id"),
+    "Last value of each x-ms-ratelimit-remaining-* header Azure Resource Manager returned, per subscription "
+    "whose read budget the request spent (empty for tenant-level calls).")
 PARSE_ERRORS = _spec(
     "azure_backup_parse_errors", "counter", ("field",),
     "Values from Azure that did not parse; only that field was dropped.")
@@ -154,9 +171,10 @@ BUILD_INFO = _spec(
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
-    JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, JOBS, JOBS_FINISHED, JOB_DURATION,
+    JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
-    ITEM_LAST_RECOVERY_POINT, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
+    ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
+    VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
     DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
     SHARD_INFO, BUILD_INFO,
 )

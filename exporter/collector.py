@@ -62,13 +62,15 @@ class BackupCollector(Collector):
 
     def status_families(self, snapshots: list[VaultSnapshot]) -> list[Metric]:
         """Vault refresh outcomes and the exporter's own state: they change on every refresh."""
-        info, success = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS)
+        info, success, error = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS), _gauge(c.VAULT_SCRAPE_ERROR)
         duration, refreshed = _gauge(c.VAULT_SCRAPE_DURATION), _gauge(c.VAULT_LAST_REFRESH)
         for snap in snapshots:
             info.add_metric([*snap.ref.labels, snap.location], 1)
             if snap.success is None:
                 continue  # not refreshed yet: no verdict to report
             success.add_metric(snap.ref.labels, 1 if snap.success else 0)
+            if not snap.success and snap.error is not None:
+                error.add_metric([*snap.ref.labels, *snap.error], 1)
             duration.add_metric(snap.ref.labels, snap.duration)
             if snap.last_refresh is not None:
                 refreshed.add_metric(snap.ref.labels, snap.last_refresh)
@@ -82,7 +84,7 @@ class BackupCollector(Collector):
         shard.add_metric([str(settings.shard), str(settings.shards)], 1)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        return [info, success, duration, refreshed, discovery, up, shard, build]
+        return [info, success, error, duration, refreshed, discovery, up, shard, build]
 
 
 def vault_data_families(snap: VaultSnapshot) -> list[Metric]:
@@ -94,6 +96,9 @@ def vault_data_families(snap: VaultSnapshot) -> list[Metric]:
     last_success = _gauge(c.LAST_SUCCESS)
     for item_key, when in sorted(data.last_success.items()):
         last_success.add_metric([*vault, *item_key], when)
+    by_kind = _gauge(c.LAST_SUCCESS_BY_KIND)
+    for (item_key, kind), when in sorted(data.last_success_by_kind.items()):
+        by_kind.add_metric([*vault, *item_key, kind], when)
     jobs = _gauge(c.JOBS)
     tally = Tally((j.backup_management_type, j.operation, j.status) for j in data.jobs)
     for key, count in sorted(tally.items()):
@@ -107,7 +112,8 @@ def vault_data_families(snap: VaultSnapshot) -> list[Metric]:
     transferred = _counter(c.TRANSFERRED)
     for type_op, total in sorted(data.stats.transferred.items()):
         transferred.add_metric([*vault, *type_op], total)
-    return [*latest.families(), last_success, jobs, finished, durations, transferred, *_item_families(snap)]
+    return [*latest.families(), last_success, by_kind, jobs, finished, durations, transferred,
+            *_item_families(snap)]
 
 
 def _item_families(snap: VaultSnapshot) -> list[Metric]:
@@ -125,7 +131,10 @@ def _item_families(snap: VaultSnapshot) -> list[Metric]:
         _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status)
         _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status)
         _add_enum(protection, labels, PROTECTION_STATES, item.protection_state)
-    return [info, last_backup, status, health, protection, recovery_point]
+    expected = _gauge(c.ITEM_EXPECTED_INTERVAL)
+    for (item_key, kind), seconds in sorted(snap.data.expected_intervals.items()):
+        expected.add_metric([*snap.ref.labels, *item_key, kind], seconds)
+    return [info, last_backup, status, health, protection, recovery_point, expected]
 
 
 def _merge(per_vault: list[list[Metric]]) -> list[Metric]:

@@ -125,7 +125,7 @@ FaultKind = Literal["status", "throttle", "timeout", "malformed", "offhost_nextl
 FAULT_KINDS: tuple[str, ...] = ("status", "throttle", "timeout", "malformed", "offhost_nextlink")
 # Requests a vault fault can apply to; "*_next_page" is a LIST that follows a nextLink.
 FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get", "items_list",
-                              "items_next_page"})
+                              "items_next_page", "policies_list", "policies_next_page"})
 
 
 # --- Azure's value formats ------------------------------------------------------------------------
@@ -258,6 +258,7 @@ class FakeVault:
     # ProtectedItemResources as listed, by lower-cased id (or name, if stored without an id). A name is unique
     # only within its container: two SQL VMs may both protect a database `master`, one name and two ids.
     items: dict[str, Json] = field(default_factory=dict)
+    policies: dict[str, Json] = field(default_factory=dict)  # ProtectionPolicyResources by lower-cased name
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -455,6 +456,21 @@ class FakeEstate:
         """Copies of every protected item of a vault."""
         with self.lock:
             return copy.deepcopy(list(self.vault(vault_name).items.values()))
+
+    # -- backup policies --
+
+    def add_policy(self, vault_name: str, policy: Mapping[str, Any]) -> None:
+        """Store a ProtectionPolicyResource (as the list returns it); one with the same name, in any case, is
+        replaced (an edited policy)."""
+        name = policy.get("name")
+        if not isinstance(name, str) or not isinstance(policy.get("properties"), Mapping):
+            raise ValueError("a policy needs a 'name' and 'properties'")
+        with self.lock:
+            self.vault(vault_name).policies[name.lower()] = copy.deepcopy(dict(policy))
+
+    def remove_policy(self, vault_name: str, name: str) -> None:
+        with self.lock:
+            self.vault(vault_name).policies.pop(name.lower(), None)
 
     def _stored_item(self, vault_name: str, name: str) -> Json | None:
         wanted = name.lower()
@@ -1040,6 +1056,58 @@ _ITEM_FAMILIES: dict[str, _ItemFamily] = {
 }
 
 
+# --- backup-policy payloads -----------------------------------------------------------------------
+#
+# Shapes of the REST spec's ProtectionPolicies examples (tests/fixtures/azure/recoveryservicesbackup, see
+# PROVENANCE.md): SimpleSchedulePolicy for daily and weekly, SimpleSchedulePolicyV2 with hourlySchedule for
+# Enhanced VM policies, subProtectionPolicy[] with a LogSchedulePolicy for databases. Retention is left out:
+# the exporter reads only the schedule.
+
+POLICY_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupPolicies"
+WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def make_policy(*, vault: FakeVault, name: str, backup_management_type: str = "AzureIaasVM",
+                weekly_days: tuple[str, ...] = (), hourly: tuple[int, int] | None = None,
+                log_minutes: int | None = None, differential_days: tuple[str, ...] = (),
+                run_time: str = "2026-01-01T02:00:00Z") -> Json:
+    """A ProtectionPolicyResource: daily by default, weekly on `weekly_days`, or every hourly[0] hours in a
+    window of hourly[1] hours (Enhanced policy, V2). For AzureWorkload, a Full sub-policy with that schedule,
+    plus a Log sub-policy every `log_minutes` and a weekly Differential on `differential_days` if given."""
+    schedule = _schedule(weekly_days, hourly, run_time)
+    properties: Json = {"backupManagementType": backup_management_type}
+    if backup_management_type == "AzureWorkload":
+        subs: list[Json] = [{"policyType": "Full", "schedulePolicy": schedule}]
+        if differential_days:
+            subs.append({"policyType": "Differential", "schedulePolicy": _schedule(differential_days, None, run_time)})
+        if log_minutes is not None:
+            subs.append({"policyType": "Log", "schedulePolicy": {"schedulePolicyType": "LogSchedulePolicy",
+                                                                 "scheduleFrequencyInMins": log_minutes}})
+        properties.update(workLoadType="SQLDataBase", settings={"timeZone": "UTC", "issqlcompression": False},
+                          subProtectionPolicy=subs)
+    else:
+        if hourly is not None:
+            properties["policyType"] = "V2"
+        properties.update(schedulePolicy=schedule, timeZone="UTC", protectedItemsCount=0)
+    return {"id": f"{vault.id}/backupPolicies/{name}", "name": name, "type": POLICY_RESOURCE_TYPE,
+            "properties": properties}
+
+
+def _schedule(weekly_days: tuple[str, ...], hourly: tuple[int, int] | None, run_time: str) -> Json:
+    if hourly is not None:
+        return {"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Hourly",
+                "hourlySchedule": {"interval": hourly[0], "scheduleWindowStartTime": run_time,
+                                   "scheduleWindowDuration": hourly[1]}}
+    if weekly_days:
+        unknown = set(weekly_days) - set(WEEKDAYS)
+        if unknown:
+            raise ValueError(f"not days of the week: {sorted(unknown)}")
+        return {"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Weekly",
+                "scheduleRunDays": list(weekly_days), "scheduleRunTimes": [run_time], "scheduleWeeklyFrequency": 0}
+    return {"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily",
+            "scheduleRunTimes": [run_time], "scheduleWeeklyFrequency": 0}
+
+
 # --- $filter --------------------------------------------------------------------------------------
 
 class FilterError(ValueError):
@@ -1326,7 +1394,8 @@ _VAULTS_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\
                            re.IGNORECASE)
 _VAULT_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.RecoveryServices"
-    r"/vaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)|(?P<items>/backupProtectedItems))?/?$",
+    r"/vaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)|(?P<items>/backupProtectedItems)"
+    r"|(?P<policies>/backupPolicies))?/?$",
     re.IGNORECASE,
 )
 _IDENTITY_PATH = "/msi/token"
@@ -1346,6 +1415,8 @@ def _route(path: str) -> _Route | None:
         operation = "jobs_list"
     elif match.group("items"):
         operation = "items_list"
+    elif match.group("policies"):
+        operation = "policies_list"
     else:
         operation = "vault_get"
     return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "")
@@ -1379,7 +1450,18 @@ _JOBS = _Collection("backupJobs", lambda vault: list(vault.jobs.values()),
 _ITEMS = _Collection("backupProtectedItems", lambda vault: list(vault.items.values()),
                      lambda text: parse_item_filter(text).matches, _item_position,
                      lambda position: f"protecteditemsnameindex_{position[1]}", lambda item: item)
-_COLLECTIONS = {"jobs_list": _JOBS, "items_list": _ITEMS}
+def _no_filter(text: str) -> Callable[[Mapping[str, Any]], bool]:
+    if text:
+        raise FilterError("this fake's backupPolicies list takes no $filter")
+    return lambda _: True
+
+
+# Backup policies: the exporter lists them unfiltered (the service also takes backupManagementType); by name.
+_POLICIES = _Collection("backupPolicies", lambda vault: list(vault.policies.values()),
+                        _no_filter, lambda policy: (0, str(policy.get("name", "")).lower()),
+                        lambda position: f"policiesnameindex_{position[1]}", lambda policy: policy)
+_COLLECTIONS = {"jobs_list": _JOBS, "items_list": _ITEMS, "policies_list": _POLICIES}
+
 
 
 class FakeArm:
@@ -1941,12 +2023,46 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 __all__ = [
-    "ARM_AUDIENCES", "FAULT_OPERATIONS", "ITEM_TYPES", "JOBS_API_VERSIONS", "NETBIOS_NAME_LENGTH", "NEVER_BACKED_UP",
+    "ARM_AUDIENCES",
+    "FAULT_OPERATIONS",
+    "ITEM_TYPES",
+    "JOBS_API_VERSIONS",
+    "NETBIOS_NAME_LENGTH",
+    "NEVER_BACKED_UP",
     "NEXT_LINK_API_VERSION",
-    "PROTECTED_ITEM_RESOURCE_TYPE", "PROTECTED_ITEM_TYPES", "RATELIMIT_CAPACITY", "STATS_PATH", "THROTTLED_CODE",
-    "VAULTS_API_VERSIONS", "FakeArm", "FakeEstate",
-    "FakeVault", "Fault", "FilterError", "ItemFilter", "JobFilter", "RecordedRequest", "RequestLog", "Timestamp",
-    "VaultList", "azure_time", "continuation_token", "dotnet_duration", "encode_query_value", "format_ticks",
-    "iso_duration", "make_job", "make_protected_item", "parse_azure_time", "parse_filter_time", "parse_item_filter",
-    "parse_job_filter", "table_key", "to_ticks", "workload_job_name",
+    "POLICY_RESOURCE_TYPE",
+    "PROTECTED_ITEM_RESOURCE_TYPE",
+    "PROTECTED_ITEM_TYPES",
+    "RATELIMIT_CAPACITY",
+    "STATS_PATH",
+    "THROTTLED_CODE",
+    "VAULTS_API_VERSIONS",
+    "WEEKDAYS",
+    "FakeArm",
+    "FakeEstate",
+    "FakeVault",
+    "Fault",
+    "FilterError",
+    "ItemFilter",
+    "JobFilter",
+    "RecordedRequest",
+    "RequestLog",
+    "Timestamp",
+    "VaultList",
+    "azure_time",
+    "continuation_token",
+    "dotnet_duration",
+    "encode_query_value",
+    "format_ticks",
+    "iso_duration",
+    "make_job",
+    "make_policy",
+    "make_protected_item",
+    "parse_azure_time",
+    "parse_filter_time",
+    "parse_item_filter",
+    "parse_job_filter",
+    "table_key",
+    "to_ticks",
+    "workload_job_name",
 ]

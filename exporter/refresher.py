@@ -168,13 +168,13 @@ class Refresher:
 
     def _refresh_failed(self, state: VaultState, exc: Exception, duration: float) -> None:
         if isinstance(exc, AuthError):
-            state.mark_failed(duration)
+            state.mark_failed(duration, exc)
             self._auth_failed(exc)
         elif isinstance(exc, ArmError):  # the vault marked itself failed
             self.auth_ok = True
             self._note_failure(state.ref.key, f"vault={state.ref.name} refresh failed, keeping its last data: {exc}")
         else:  # a bug must not kill the worker or hide the other vaults
-            state.mark_failed(duration)
+            state.mark_failed(duration, exc)
             log.error("vault=%s refresh failed unexpectedly", state.ref.name, exc_info=exc)
 
     def _discover(self, subscription_id: str) -> None:

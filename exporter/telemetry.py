@@ -35,7 +35,10 @@ class Telemetry:
     def parse_error(self, field: str) -> None:
         self.parse_errors.labels(field).inc()
 
-    def record_response(self, operation: str, status: int, headers: dict[str, str] | None = None) -> None:
+    def record_response(self, operation: str, status: int, headers: dict[str, str] | None = None,
+                        subscription: str = "") -> None:
+        """subscription: the one whose ARM budget the request spent ('' for tenant-level calls); ARM keeps a
+        read budget per subscription, so the headroom is reported per subscription."""
         self.api_requests.labels(operation, str(status)).inc()
         if status == 429:
             self.api_throttled.inc()
@@ -43,7 +46,7 @@ class Telemetry:
             lowered = name.lower()
             if lowered.startswith("x-ms-ratelimit-remaining-"):
                 try:
-                    self.ratelimit_remaining.labels(lowered).set(float(value))
+                    self.ratelimit_remaining.labels(lowered, subscription).set(float(value))
                 except ValueError:
                     self.parse_error("ratelimit_header")
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .arm import ArmClient, ArmError, AuthError
+from .coverage import KindKey, backup_kind, deleted_items, expected_intervals, folded, last_successes
 from .identity import ItemDirectory, ItemKey
 from .models import (
     FINISHED_STATUSES,
@@ -31,6 +32,7 @@ from .models import (
     with_distinct_identities,
 )
 from .parsing import format_filter_time
+from .policy import PolicyIntervals, parse_policy
 from .settings import MAX_LOOKBACK
 
 log = logging.getLogger(__name__)
@@ -104,9 +106,16 @@ class VaultData:
     items: tuple[ProtectedItem, ...] = ()
     last_success: MappingProxyType[ItemKey, float] = field(default_factory=lambda: MappingProxyType({}))
     stats: FinishedStats = field(default_factory=FinishedStats)
+    last_success_by_kind: MappingProxyType[KindKey, float] = field(default_factory=lambda: MappingProxyType({}))
+    expected_intervals: MappingProxyType[KindKey, float] = field(default_factory=lambda: MappingProxyType({}))
+    deleted: frozenset[ItemKey] = frozenset()  # folded keys of items whose backup data was deleted
 
     def latest_jobs(self) -> dict[SeriesKey, Job]:
-        return latest_by_series(self.jobs)
+        """The latest job of each item and operation; a deleted item's backups are history, not news."""
+        latest = latest_by_series(self.jobs)
+        if not self.deleted:
+            return latest
+        return {key: job for key, job in latest.items() if not (job.is_backup and folded(job.item_key) in self.deleted)}
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,8 @@ class VaultSnapshot:
     data: VaultData = field(default_factory=VaultData)
     success: bool | None = None  # None: never refreshed
     duration: float = 0.0
-    last_refresh: float | None = None  # when data was last refreshed successfully
+    last_refresh: float | None = None  # when the vault's jobs were last refreshed successfully
+    error: tuple[str, str] | None = None  # the last refresh's failure: HTTP status ("none": no answer), Azure code
 
 
 def latest_by_series(jobs: Any) -> dict[SeriesKey, Job]:
@@ -152,10 +162,13 @@ class VaultState:
         self.jobs: dict[str, Job] = {}
         self.items: tuple[ProtectedItem, ...] = ()
         self.items_listed_at: float | None = None  # time.monotonic() of the last protected-items listing
-        self.items_error: ArmError | None = None  # the protected-items list failed in this refresh
+        self.items_error: ArmError | None = None  # the protected-items or policy list failed in this refresh
         self.directory = ItemDirectory(())  # joins jobs to the items: empty until the items are listed
-        # From jobs, by the item as the job names it (own_item_key): joined to the items in the snapshot.
-        self.last_success: dict[ItemKey, float] = {}
+        self.policies: dict[str, PolicyIntervals] = {}  # by lower-cased name, listed with the items
+        self.gone: dict[ItemKey, float] = {}  # folded keys of items seen leaving the items list, and when
+        # Last successful backup per kind from jobs, by the item as the job names it (own_item_key): joined to
+        # the items when published.
+        self.successes: dict[KindKey, float] = {}
         self.stats = FinishedStats()
         self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
         self.details_fetched_at: dict[str, float] = {}  # running jobs: when their details were last fetched
@@ -186,8 +199,8 @@ class VaultState:
                 self.location = discovered.location if discovered else ""
             self.items_error = self._list_items_if_due(client, on_error)
             listed = self._list(client, now, on_error)
-        except ArmError:
-            self.mark_failed(time.perf_counter() - started)
+        except ArmError as exc:
+            self.mark_failed(time.perf_counter() - started, exc)
             raise
         self._merge(listed, now)
         self._prune(now)
@@ -200,24 +213,33 @@ class VaultState:
         started = time.perf_counter()
         try:
             self._fetch_details(client, on_error)
-        except ArmError:
-            self.mark_failed(listed.seconds + time.perf_counter() - started)
+        except ArmError as exc:
+            self.mark_failed(listed.seconds + time.perf_counter() - started, exc)
             raise
         self.listed_until = listed.now
         if self.items_error is not None:
-            # Jobs are current, items are not: publish the jobs, report the vault as failing.
-            self._publish(success=False, duration=listed.seconds + time.perf_counter() - started, refreshed=None)
+            # Jobs are current (the backups are watched), items or policies are not: publish the jobs as
+            # refreshed, and report the vault as failing.
+            self._publish(success=False, duration=listed.seconds + time.perf_counter() - started,
+                          refreshed=listed.now.timestamp(), error=_error_labels(self.items_error))
             raise self.items_error
         self._publish(success=True, duration=listed.seconds + time.perf_counter() - started,
                       refreshed=listed.now.timestamp())
         return self.snapshot
 
-    def _publish(self, success: bool | None, duration: float, refreshed: float | None) -> None:
-        data = VaultData(tuple(self.jobs.values()), self.items, self._merged_last_success(), self.stats.copy())
+    def _publish(self, success: bool | None, duration: float, refreshed: float | None,
+                 error: tuple[str, str] | None = None) -> None:
+        jobs = tuple(self.jobs.values())
+        deleted = deleted_items(jobs, self.items, self.gone) if self.items_listed_at is not None else frozenset()
+        successes = last_successes(self.successes, self.items, self.directory, deleted)
+        data = VaultData(jobs, self.items, MappingProxyType(successes.any_kind), self.stats.copy(),
+                         MappingProxyType(successes.by_kind),
+                         MappingProxyType(expected_intervals(self.items, self.policies)), deleted)
         if data == self.snapshot.data:
             data = self.snapshot.data  # unchanged: keep the identity, so the rendered text is reused
         self.snapshot = VaultSnapshot(self.ref, self.location, data, success, duration,
-                                      refreshed if refreshed is not None else self.snapshot.last_refresh)
+                                      refreshed if refreshed is not None else self.snapshot.last_refresh,
+                                      (error or self.snapshot.error) if success is False else None)
 
     # --- protected items -------------------------------------------------------------------------
 
@@ -234,28 +256,34 @@ class VaultState:
             log.warning("vault=%s protected items not listed, jobs keep their own names: %s", self.ref.name, exc)
             return exc
         items = with_distinct_identities(parsed, on_error)
+        listed = {folded(item.item_key) for item in items}
+        if self.items_listed_at is not None:
+            now = self.clock().timestamp()
+            for key in {folded(item.item_key) for item in self.items} - listed:
+                self.gone[key] = now
+            self.gone = {key: when for key, when in self.gone.items() if key not in listed}
         self.items = tuple(sorted(items, key=lambda i: (i.item_key, i.name)))
         self.items_listed_at = time.monotonic()
         self.directory = ItemDirectory(item.item_key for item in self.items)
         for job_id, job in self.jobs.items():
             self.jobs[job_id] = self._joined(job)
+        return self._list_policies(client, on_error)
+
+    def _list_policies(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
+        """The vault's backup policies, for each item's expected interval; a failure keeps the last ones."""
+        try:
+            parsed = [parse_policy(resource, on_error) for resource in client.list_policies(self.ref)]
+        except AuthError:
+            raise
+        except ArmError as exc:
+            log.warning("vault=%s backup policies not listed, keeping the last ones: %s", self.ref.name, exc)
+            return exc
+        self.policies = {policy.name.lower(): policy for policy in parsed if policy is not None}
         return None
 
     def _joined(self, job: Job) -> Job:
         """The job labelled as the protected item it belongs to."""
         return job.joined_to(self.directory.resolve(job.own_item_key))
-
-    def _merged_last_success(self) -> MappingProxyType[ItemKey, float]:
-        """Jobs' last success, or the item's own record where that is newer (it survives restarts)."""
-        merged: dict[ItemKey, float] = {}
-        for own_key, ended in self.last_success.items():
-            key = self.directory.resolve(own_key)
-            merged[key] = max(merged.get(key, 0.0), ended)
-        for item in self.items:
-            when = item.last_success
-            if when is not None and when > merged.get(item.item_key, 0.0):
-                merged[item.item_key] = when
-        return MappingProxyType(merged)
 
     # --- listing ---------------------------------------------------------------------------------
 
@@ -320,8 +348,8 @@ class VaultState:
     def _record_successes(self, jobs: Any) -> None:
         for job in jobs:
             if job.is_backup and job.status in SUCCESS_STATUSES and job.end is not None:
-                key = job.own_item_key
-                self.last_success[key] = max(self.last_success.get(key, 0.0), job.end)
+                key = (job.own_item_key, backup_kind(job.operation))
+                self.successes[key] = max(self.successes.get(key, 0.0), job.end)
 
     # --- details ---------------------------------------------------------------------------------
 
@@ -381,9 +409,17 @@ class VaultState:
         for job_id in [j for j in self.details_fetched_at if j not in self.jobs or self.jobs[j].finished]:
             del self.details_fetched_at[job_id]
 
-    def mark_failed(self, duration: float) -> None:
-        """A failed refresh: keep the last published data, flag the failure."""
-        self.snapshot = replace(self.snapshot, location=self.location, success=False, duration=duration)
+    def mark_failed(self, duration: float, exc: Exception | None = None) -> None:
+        """A failed refresh: keep the last published data, flag the failure and say what it was."""
+        self.snapshot = replace(self.snapshot, location=self.location, success=False, duration=duration,
+                                error=_error_labels(exc))
+
+
+def _error_labels(exc: Exception | None) -> tuple[str, str]:
+    """(HTTP status or "none" when no answer came, Azure's error code or "") of a failed refresh."""
+    if isinstance(exc, ArmError):
+        return (str(exc.status) if exc.status is not None else "none", exc.code)
+    return ("none", "")
 
 
 def _keep_details(previous: Job | None, listed: Job) -> Job:

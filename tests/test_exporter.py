@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
+from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_policy, make_protected_item
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, drop_volatile, fixed_clock
 
@@ -64,6 +64,9 @@ def two_vaults(estate: FakeEstate) -> tuple[FakeVault, FakeVault]:
                                     start=NOW - 4 * H, end=NOW - 4 * H + timedelta(minutes=3),
                                     duration="PT3M", size="0 MB"))
     # the protected items behind those jobs, as Azure reports them
+    estate.add_policy(a.name, make_policy(vault=a, name="DailyPolicy"))
+    estate.add_policy(b.name, make_policy(vault=b, name="FilesDaily", backup_management_type="AzureStorage",
+                                          hourly=(4, 12)))
     estate.add_item(a.name, make_protected_item(
         vault=a, friendly_name="vm-web", last_backup_status="Failed", last_backup_time=NOW - 6 * H,
         last_recovery_point=NOW - 30 * H, health_status="ActionRequired", policy="DailyPolicy"))
