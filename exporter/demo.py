@@ -36,6 +36,7 @@ from .fakearm import (
     Json,
     azure_time,
     make_job,
+    make_policy,
     make_protected_item,
     parse_azure_time,
     to_ticks,
@@ -233,6 +234,10 @@ _WORKLOAD_ITEM_TYPES = {"SQLDataBase": "AzureVmWorkloadSQLDatabase",
 # Backup policies of the vault-managed item types (MAB and DPM schedules live on their servers).
 _POLICIES = {"AzureIaaSVMJob": "DefaultPolicy", "AzureIaaSVMJobV2": "EnhancedPolicy",
              "AzureStorageJob": "DailyFileShares", "AzureWorkloadJob": "DatabasesDaily"}
+# Every demo item backs up once a day (the simulator runs no log backups), and so do its policies; each
+# vault holds all four, as a vault's policies do whether or not an item of that kind is in it.
+_MANAGEMENT_TYPES = {"DefaultPolicy": "AzureIaasVM", "EnhancedPolicy": "AzureIaasVM",
+                     "DailyFileShares": "AzureStorage", "DatabasesDaily": "AzureWorkload"}
 
 
 def _guid(rng: random.Random) -> str:
@@ -360,6 +365,9 @@ class _EstateBuilder:
             added = self.estate.add_vault(self.subscriptions[vault.subscription], vault.resource_group, vault.name,
                                           vault.location)
             added.tags.update({"environment": "demo", "costCenter": vault.resource_group.removeprefix("rg-")})
+            for policy, management_type in _MANAGEMENT_TYPES.items():
+                self.estate.add_policy(vault.name, make_policy(vault=added, name=policy,
+                                                               backup_management_type=management_type))
         for item in ITEMS:
             if item.history:
                 self._daily_history(item)
