@@ -7,31 +7,34 @@ Alertmanager 0.25 on loopback, the fake ARM serving an estate with one failed ba
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_protected_item
+from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_policy, make_protected_item
 
 from .conftest import SUB_A, SUB_B
 from .dashboard_queries import load_dashboards, panel_queries
+from .e2e_stack import (
+    JOB,
+    Processes,
+    Webhook,
+    alertmanager_argv,
+    exporter_argv,
+    exporter_env,
+    free_port,
+    prometheus_argv,
+    query,
+    wait_for,
+)
 
 ROOT = Path(__file__).parent.parent
 RULES = ROOT / "alerts" / "azure-backup.rules.yml"
-JOB = "azure-backup-exporter"
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
 MIN = timedelta(minutes=1)
@@ -43,29 +46,10 @@ LEGITIMATELY_EMPTY: dict[str, str] = {}
 pytestmark = pytest.mark.e2e
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} missing: apt-get install prometheus prometheus-alertmanager (scripts/test does)"
-    return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def _wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except requests.RequestException:
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _guid(n: int) -> str:
@@ -120,6 +104,10 @@ def estate() -> FakeEstate:  # type: ignore[override]
         last_backup_status="Completed", last_backup_time=NOW - 3 * H, last_recovery_point=NOW - 3 * H,
         health_status="Passed", policy="FilesDaily"))
     _two_masters(estate, prod)
+    estate.add_policy(prod.name, make_policy(vault=prod, name="DailyPolicy"))
+    estate.add_policy(prod.name, make_policy(vault=prod, name="SqlDaily", backup_management_type="AzureWorkload",
+                                             log_minutes=60))
+    estate.add_policy(dev.name, make_policy(vault=dev, name="FilesDaily", backup_management_type="AzureStorage"))
     return estate
 
 
@@ -142,31 +130,17 @@ def _two_masters(estate: FakeEstate, prod: FakeVault) -> None:
             last_recovery_point=NOW - 20 * H + 10 * MIN if last == "Failed" else ended, policy="SqlDaily"))
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    prometheus, alertmanager = _binary("prometheus"), _binary("prometheus-alertmanager")
     work = tmp_path_factory.mktemp("e2e")
-    ports = {name: _free_port() for name in ("exporter", "prometheus", "alertmanager")}
-    webhook = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
-    threading.Thread(target=webhook.serve_forever, daemon=True).start()
+    ports = {name: free_port() for name in ("exporter", "prometheus", "alertmanager")}
+    webhook = Webhook()
     (work / "alertmanager.yml").write_text(json.dumps({
         "route": {"receiver": "test", "group_by": ["alertname", "vault", "backup_item"], "group_wait": "1s",
                   "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "test", "webhook_configs": [
-            {"url": f"http://127.0.0.1:{webhook.server_port}/alert", "send_resolved": True}]}],
+        "receivers": [{"name": "test", "webhook_configs": [{"url": webhook.url(), "send_resolved": True}]}],
     }))
     (work / "prometheus.yml").write_text(json.dumps({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -176,39 +150,17 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
                             "static_configs": [{"targets": [f"127.0.0.1:{ports['exporter']}"]}]},
                            *_servicemonitor_like_jobs(f"127.0.0.1:{ports['exporter']}")],
     }))
-    processes: list[subprocess.Popen[bytes]] = []
+    processes = Processes(work)
     with FakeArm(estate) as arm:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
-        env.update({"IDENTITY_ENDPOINT": arm.identity_endpoint, "IDENTITY_HEADER": arm.identity_header,
-                    "AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL": arm.url,
-                    "AZURE_BACKUP_EXPORTER_VAULTS": ",".join(v.id for v in estate.vaults),
-                    "AZURE_BACKUP_EXPORTER_REFRESH_INTERVAL": "1s",
-                    "AZURE_BACKUP_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{ports['exporter']}"})
-        logs = {name: open(work / f"{name}.log", "wb") for name in ("exporter", "prometheus", "alertmanager")}  # noqa: SIM115
-        processes.append(subprocess.Popen([sys.executable, "-m", "exporter"], env=env,
-                                          stdout=logs["exporter"], stderr=subprocess.STDOUT))
-        processes.append(subprocess.Popen(
-            [alertmanager, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'am'}",
-             f"--web.listen-address=127.0.0.1:{ports['alertmanager']}", "--cluster.listen-address="],
-            stdout=logs["alertmanager"], stderr=subprocess.STDOUT))
-        processes.append(subprocess.Popen(
-            [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'prom'}",
-             f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
-            stdout=logs["prometheus"], stderr=subprocess.STDOUT))
         try:
-            yield {"arm": arm, "estate": estate, "work": work, "webhook": _Webhook.received,
+            processes.start("exporter", exporter_argv(), exporter_env(arm, estate, ports["exporter"]))
+            processes.start("alertmanager", alertmanager_argv(work, ports["alertmanager"]))
+            processes.start("prometheus", prometheus_argv(work, ports["prometheus"]))
+            yield {"arm": arm, "estate": estate, "work": work, "webhook": webhook,
                    "prometheus": f"http://127.0.0.1:{ports['prometheus']}", "started": time.monotonic()}
         finally:
-            for proc in processes:
-                proc.terminate()
-            for proc in processes:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            webhook.shutdown()
-            for log in logs.values():
-                log.close()
+            processes.close()
+            webhook.close()
 
 
 def _servicemonitor_like_jobs(target: str) -> list[dict[str, Any]]:
@@ -222,23 +174,16 @@ def _servicemonitor_like_jobs(target: str) -> list[dict[str, Any]]:
             for name, relabel in (("servicemonitor-as-shipped", relabelings), ("servicemonitor-without-drop", []))]
 
 
-def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
-    response = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
-    body = response.json()
-    assert body["status"] == "success", f"{expr}: {body}"
-    return list(body["data"]["result"])
 
 
-def _alerts(received: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [alert["labels"] for note in received if note["status"] == "firing" for alert in note["alerts"]]
 
 
 def test_failed_backup_pages_through_alertmanager(stack: dict[str, Any]) -> None:
     def delivered() -> dict[str, str] | None:
-        return next((a for a in _alerts(stack["webhook"])
+        return next((a for a in stack["webhook"].firing()
                      if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "vm-web"), None)
 
-    alert = _wait_for("AzureBackupJobFailed at the webhook", delivered, timeout=60)
+    alert = wait_for("AzureBackupJobFailed at the webhook", delivered, timeout=60)
     elapsed = time.monotonic() - stack["started"]
     print(f"AzureBackupJobFailed delivered {elapsed:.1f}s after the stack started")
     assert alert["vault"] == "vault-prod"
@@ -250,12 +195,12 @@ def test_failed_backup_pages_through_alertmanager(stack: dict[str, Any]) -> None
 
 def test_of_two_items_with_one_name_only_the_failing_one_pages(stack: dict[str, Any]) -> None:
     def delivered() -> list[dict[str, str]]:
-        return [a for a in _alerts(stack["webhook"])
+        return [a for a in stack["webhook"].firing()
                 if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "master"]
 
-    alerts = _wait_for("AzureBackupJobFailed for master", delivered, timeout=60)
+    alerts = wait_for("AzureBackupJobFailed for master", delivered, timeout=60)
     time.sleep(2)  # a couple more evaluations: sqlvm02's master must still not be there
-    firing = _query(stack["prometheus"], 'ALERTS{backup_item="master", alertstate="firing"}')
+    firing = query(stack["prometheus"], 'ALERTS{backup_item="master", alertstate="firing"}')
     assert {(a["container"], a["operation"]) for a in delivered()} == {("sqlvm01/MSSQLSERVER", "Backup (Full)")}
     assert {a["metric"]["container"] for a in firing} == {"sqlvm01/MSSQLSERVER"}
     assert all(a["severity"] == "critical" for a in alerts if a["alertname"] == "AzureBackupJobFailed")
@@ -263,12 +208,12 @@ def test_of_two_items_with_one_name_only_the_failing_one_pages(stack: dict[str, 
 
 def test_the_shipped_servicemonitor_keeps_the_exporters_container_label(stack: dict[str, Any]) -> None:
     def masters(job: str) -> list[dict[str, Any]]:
-        return _query(stack["prometheus"], f'azure_backup_item_info{{job="{job}", backup_item="master"}}')
+        return query(stack["prometheus"], f'azure_backup_item_info{{job="{job}", backup_item="master"}}')
 
-    shipped = _wait_for("a scrape as the shipped ServiceMonitor does it", lambda: masters("servicemonitor-as-shipped"))
+    shipped = wait_for("a scrape as the shipped ServiceMonitor does it", lambda: masters("servicemonitor-as-shipped"))
     assert {m["metric"]["container"] for m in shipped} == {"sqlvm01/MSSQLSERVER", "sqlvm02/MSSQLSERVER"}
     # What the relabeling prevents: the target's label wins and the exporter's is renamed.
-    bare = _wait_for("a scrape without the relabeling", lambda: masters("servicemonitor-without-drop"))
+    bare = wait_for("a scrape without the relabeling", lambda: masters("servicemonitor-without-drop"))
     assert {m["metric"]["container"] for m in bare} == {"azure-backup-exporter"}
     assert {m["metric"]["exported_container"] for m in bare} == {"sqlvm01/MSSQLSERVER", "sqlvm02/MSSQLSERVER"}
 
@@ -279,10 +224,10 @@ def test_item_without_recent_jobs_pages_for_its_missing_backups(stack: dict[str,
     expected = {"vm-old", "vm-web"}
 
     def delivered() -> list[dict[str, str]]:
-        alerts = [a for a in _alerts(stack["webhook"]) if a["alertname"] == "AzureBackupNoRecentSuccessfulBackup"]
+        alerts = [a for a in stack["webhook"].firing() if a["alertname"] == "AzureBackupNoRecentSuccessfulBackup"]
         return alerts if {a["backup_item"] for a in alerts} >= expected else []
 
-    alerts = _wait_for("AzureBackupNoRecentSuccessfulBackup for vm-old and vm-web", delivered, timeout=60)
+    alerts = wait_for("AzureBackupNoRecentSuccessfulBackup for vm-old and vm-web", delivered, timeout=60)
     time.sleep(2)  # a couple more evaluations: vm-retired must still not be there
     alerts = delivered()
     assert {a["backup_item"] for a in alerts} == expected
@@ -291,33 +236,33 @@ def test_item_without_recent_jobs_pages_for_its_missing_backups(stack: dict[str,
 
 def test_stopped_protection_is_reported_not_paged_as_missing(stack: dict[str, Any]) -> None:
     def delivered() -> list[dict[str, str]]:
-        return [a for a in _alerts(stack["webhook"]) if a["alertname"] == "AzureBackupProtectionStopped"]
+        return [a for a in stack["webhook"].firing() if a["alertname"] == "AzureBackupProtectionStopped"]
 
-    alerts = _wait_for("AzureBackupProtectionStopped at the webhook", delivered, timeout=60)
+    alerts = wait_for("AzureBackupProtectionStopped at the webhook", delivered, timeout=60)
     assert {a["backup_item"] for a in alerts} == {"vm-retired"}
-    assert not _query(stack["prometheus"], 'ALERTS{alertname="AzureBackupNoRecentSuccessfulBackup",'
+    assert not query(stack["prometheus"], 'ALERTS{alertname="AzureBackupNoRecentSuccessfulBackup",'
                                             'backup_item="vm-retired"}')
 
 
 def test_healthy_item_raises_nothing(stack: dict[str, Any]) -> None:
-    _wait_for("the first alert", lambda: _alerts(stack["webhook"]), timeout=60)
+    wait_for("the first alert", stack["webhook"].firing, timeout=60)
     time.sleep(3)  # a few more evaluation cycles
-    pending_or_firing = _query(stack["prometheus"], 'ALERTS{backup_item="vm-db"}')
+    pending_or_firing = query(stack["prometheus"], 'ALERTS{backup_item="vm-db"}')
     assert pending_or_firing == []
-    assert not [a for a in _alerts(stack["webhook"]) if a.get("backup_item") == "vm-db"]
-    assert not [a for a in _alerts(stack["webhook"]) if a["alertname"] == "AzureBackupExporterDown"]
+    assert not [a for a in stack["webhook"].firing() if a.get("backup_item") == "vm-db"]
+    assert not [a for a in stack["webhook"].firing() if a["alertname"] == "AzureBackupExporterDown"]
 
 
 def test_every_dashboard_panel_has_data(stack: dict[str, Any]) -> None:
     prometheus, estate = stack["prometheus"], stack["estate"]
-    _wait_for("the exporter's first scrape", lambda: _query(prometheus, f'azure_backup_up{{job="{JOB}"}} == 1'))
+    wait_for("the exporter's first scrape", lambda: query(prometheus, f'azure_backup_up{{job="{JOB}"}} == 1'))
     # A job finishing while the exporter watches feeds the counters and the histogram.
     estate.update_job("vault-prod", _guid(6), status="Completed", endTime=_azure_time(NOW),
                       duration="PT1H", extendedInfo={"tasksList": [
                           {"taskId": "Take Snapshot", "status": "Completed"},
                           {"taskId": "Transfer data to vault", "status": "Completed"}],
                           "propertyBag": {"Backup Size": "4096 MB"}})
-    _wait_for("the finished job in Prometheus", lambda: _query(
+    wait_for("the finished job in Prometheus", lambda: query(
         prometheus, f'sum(azure_backup_jobs_finished_total{{job="{JOB}"}}) > 0'))
     time.sleep(3)  # a few samples after the change, so increase() has two points on each side
     # a healthy item: it has sizes (failed jobs have none)
@@ -327,7 +272,7 @@ def test_every_dashboard_panel_has_data(stack: dict[str, Any]) -> None:
     for name, dashboard in sorted(load_dashboards().items()):
         for title, expr in panel_queries(dashboard, variables):
             checked += 1
-            if not _query(prometheus, expr) and title not in LEGITIMATELY_EMPTY:
+            if not query(prometheus, expr) and title not in LEGITIMATELY_EMPTY:
                 empty.append(f"{name} / {title}: {expr}")
     print(f"{checked} dashboard queries answered")
     assert checked > 20
