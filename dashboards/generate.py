@@ -719,22 +719,41 @@ def backup_item() -> Json:
              "26 hours.", grid(18, 4, 6, 4),
              [target(f"time() - max(azure_backup_item_last_recovery_point_timestamp_seconds{i})")],
              unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="none"),
+        stat("Expected backup interval",
+             "Time between two scheduled backups of the item, per kind of backup (full, differential, log, "
+             "...), from its backup policy. AzureBackupNoRecentSuccessfulBackup pages when the last successful "
+             "backup of a kind is older than its interval plus a grace of half the interval, at least 1 hour and "
+             "at most 2 hours (daily: 26 h, weekly: 7 d 2 h, log every 15 min: 1 h 15 min). Without an interval "
+             "(no policy, or a schedule the exporter could not read) it pages after 26 hours.",
+             grid(0, 8, 12, 4),
+             [target(f"max by (kind) (azure_backup_item_expected_backup_interval_seconds{i})", "{{kind}}")],
+             unit="s", text_mode="value_and_name", color_mode="none",
+             no_value="no policy interval: 26 h applies"),
+        stat("Last successful backup by kind",
+             "Time since the item's last successful backup of each kind: full (Backup, Backup (Full), and for "
+             "VMs, file shares, MAB and DPM items their own last backup and recovery point), differential, log, "
+             "copy_only_full, incremental. Compare with the expected interval on the left. A kind without a "
+             "successful job in the exporter's lookback window has no value.",
+             grid(12, 8, 12, 4),
+             [target(f"time() - max by (kind) (azure_backup_last_successful_backup_by_kind_timestamp_seconds{i})",
+                     "{{kind}}")],
+             unit="s", text_mode="value_and_name", color_mode="none", no_value="never"),
         state_timeline("Job status history",
                        "Status of the latest job of each operation over time, as the exporter saw it.",
-                       grid(0, 8, 24, 7),
+                       grid(0, 12, 24, 7),
                        [target(status_code_expr(matchers), "{{operation}}")],
                        mappings=status_code_mappings()),
         timeseries("Job duration", "Duration of the latest job of each operation (grows while it runs).",
-                   grid(0, 15, 12, 8),
+                   grid(0, 19, 12, 8),
                    [target(f"{per_op} (azure_backup_job_last_duration_seconds{i})", "{{operation}}")],
                    unit="s", step_line=True),
         timeseries("Backup size", "Backup Size of the latest job of each operation.",
-                   grid(12, 15, 12, 8),
+                   grid(12, 19, 12, 8),
                    [target(f"{per_op} (azure_backup_job_last_size_bytes{i})", "{{operation}}")],
                    unit="bytes", step_line=True),
         table("Latest job per operation",
               "The latest job of each operation: job ID (for `az backup job show`), status and times.",
-              grid(0, 23, 14, 8),
+              grid(0, 27, 14, 8),
               [
                   # container_name: Azure's raw containerName, what `az backup` takes as --container-name.
                   target("max by (backup_management_type, operation, job_id, job_type, container_name, "
@@ -758,7 +777,7 @@ def backup_item() -> Json:
               order=("operation", "status", "Value #C", "Value #D", "Value #E", "job_id", "job_type",
                      "backup_management_type", "container_name", "workload_type")),
         table("Tasks of the latest job", "Tasks of the latest job of each operation with their status.",
-              grid(14, 23, 10, 8),
+              grid(14, 27, 10, 8),
               [target("max by (backup_management_type, operation, task, status) "
                       f"(azure_backup_job_last_task_status{i})", instant=True, table=True)],
               overrides=[column("status", "Status", colored_text(),
@@ -838,10 +857,13 @@ def exporter() -> Json:
                    "absorbed (AzureBackupApiThrottled).", grid(8, 31, 8, 8),
                    [target(f"sum(rate(azure_backup_api_throttled_total{j}[$__rate_interval]))", "429")],
                    unit="reqps"),
-        timeseries("ARM rate-limit headroom", "Last value of each x-ms-ratelimit-remaining-* header ARM "
-                   "returned. ARM refills its buckets continuously; low values precede throttling.",
+        timeseries("ARM rate-limit headroom", "The lowest headroom per subscription: the smallest last value "
+                   "of the x-ms-ratelimit-remaining-* headers ARM returned for requests against the subscription "
+                   "(an empty subscription: tenant-level requests). ARM's limits are per subscription and "
+                   "identity, and it refills its buckets continuously; low values precede throttling.",
                    grid(16, 31, 8, 8),
-                   [target(f"min by (header) (azure_backup_api_ratelimit_remaining{j})", "{{header}}")],
+                   [target(f"min by (subscription_id) (azure_backup_api_ratelimit_remaining{sel(JOB, SUB)})",
+                           "{{subscription_id}}")],
                    unit="short", steps=thresholds((None, "red"), (25, "transparent"))),
     ]
     return dashboard(

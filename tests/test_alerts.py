@@ -40,21 +40,39 @@ EXPECTED_ALERTS = {
     # Issue 4: alerts from the protected-items list.
     "AzureBackupItemUnhealthy": "warning",
     "AzureBackupProtectionStopped": "warning",
+    # Alerts that page for every missed backup and for nothing else: only failed backups page, other
+    # failed jobs are warnings; an exporter or vault the exporter cannot see pages.
+    "AzureBackupRestoreFailed": "warning",
+    "AzureBackupManagementJobFailed": "warning",
+    "AzureBackupExporterBlind": "critical",
+    "AzureBackupVaultNotRefreshed": "critical",
+    "AzureBackupVaultNotFound": "warning",
+    "AzureBackupDiscoveryFailing": "warning",
 }
 # Alerts on the latest job of an item and operation: they name the operation.
 JOB_ALERTS = {
     "AzureBackupJobFailed", "AzureBackupJobCompletedWithWarnings", "AzureBackupJobRunningTooLong",
-    "AzureBackupDataDeletion",
+    "AzureBackupDataDeletion", "AzureBackupRestoreFailed", "AzureBackupManagementJobFailed",
 }
 ITEM_ALERTS = JOB_ALERTS | {
     "AzureBackupNoRecentSuccessfulBackup", "AzureBackupItemUnhealthy", "AzureBackupProtectionStopped",
 }
-VAULT_ALERTS = {"AzureBackupVaultScrapeFailing", "AzureBackupDataStale"}
+VAULT_ALERTS = {"AzureBackupVaultScrapeFailing", "AzureBackupDataStale", "AzureBackupVaultNotRefreshed",
+                "AzureBackupVaultNotFound"}
+# Alerts about one exporter: they keep its `instance`. Every other alert is a data alert: it names the
+# backup, never the exporter (it aggregates the target labels away), and keeps firing for 5 minutes
+# through an exporter restart.
+EXPORTER_ALERTS = {"AzureBackupExporterDown", "AzureBackupExporterBlind", "AzureBackupApiThrottled",
+                   "AzureBackupDiscoveryFailing"}
+DATA_ALERTS = set(EXPECTED_ALERTS) - EXPORTER_ALERTS
+# Labels Prometheus or prometheus-operator add from the scrape target; they change when the exporter's pod does.
+TARGET_LABELS = ("instance", "pod", "endpoint", "namespace", "service")
+SEVERITY_RANK = {"warning": 1, "critical": 2}
 # Someone stopped backups or deleted backup data: neither a failing vault scrape nor a down
 # exporter may hold these back, because an attacker may revoke the exporter's access next.
 SECURITY_ALERTS = {"AzureBackupDataDeletion", "AzureBackupProtectionStopped"}
-# Per-item alerts a failing vault scrape holds back.
-INHIBITED_BY_SCRAPE_FAILING = ITEM_ALERTS - SECURITY_ALERTS
+# Per-item alerts a failing vault scrape holds back: warnings only, a warning never silences a page.
+INHIBITED_BY_SCRAPE_FAILING = {name for name in ITEM_ALERTS - SECURITY_ALERTS if EXPECTED_ALERTS[name] == "warning"}
 RECEIVER_FOR_SEVERITY = {"critical": "pager", "warning": "ticket"}
 
 # Protection states in which someone stopped an item's backups on purpose (issue 4): the same
@@ -275,13 +293,54 @@ def test_alertmanager_inhibitions() -> None:
     assert inhibited_by("AzureBackupVaultScrapeFailing") == INHIBITED_BY_SCRAPE_FAILING
     assert inhibited_by("AzureBackupExporterDown") == (
         set(EXPECTED_ALERTS) - {"AzureBackupExporterDown"} - SECURITY_ALERTS)
+    assert inhibited_by("AzureBackupExporterBlind") == {
+        "AzureBackupVaultNotRefreshed", "AzureBackupVaultScrapeFailing", "AzureBackupVaultNotFound",
+        "AzureBackupDataStale", "AzureBackupDiscoveryFailing"}
+    assert inhibited_by("AzureBackupVaultNotRefreshed") == {"AzureBackupVaultScrapeFailing", "AzureBackupDataStale"}
+    assert inhibited_by("AzureBackupVaultNotFound") == {"AzureBackupVaultScrapeFailing"}
+    # Nothing else inhibits: a missed backup is never held back by an item's own alerts.
+    sources = {"AzureBackupVaultScrapeFailing", "AzureBackupExporterDown", "AzureBackupExporterBlind",
+               "AzureBackupVaultNotRefreshed", "AzureBackupVaultNotFound"}
+    for source in set(EXPECTED_ALERTS) - sources:
+        assert inhibited_by(source) == set(), f"{source} inhibits {sorted(inhibited_by(source))}"
     for source in EXPECTED_ALERTS:
         assert inhibited_by(source) & SECURITY_ALERTS == set(), f"{source} inhibits a security signal"
     for rule in config["inhibit_rules"]:
         if _matches(rule["source_matchers"], {"alertname": "AzureBackupVaultScrapeFailing"}):
             assert "vault" in rule["equal"]
-        if _matches(rule["source_matchers"], {"alertname": "AzureBackupExporterDown"}):
+        if _matches(rule["source_matchers"], {"alertname": "AzureBackupVaultNotRefreshed"}):
+            assert {"job", "vault", "resource_group", "subscription_id"} <= set(rule["equal"])
+        if _matches(rule["source_matchers"], {"alertname": "AzureBackupExporterDown"}) or _matches(
+                rule["source_matchers"], {"alertname": "AzureBackupExporterBlind"}):
             assert rule["equal"] == ["job"]
+
+
+def _inhibition_severities(rule: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """The alerts (name: severity) an inhibit rule's source and target matchers can match."""
+    def matching(matchers: list[str]) -> dict[str, str]:
+        return {name: severity for name, severity in EXPECTED_ALERTS.items()
+                if _matches(matchers, {"alertname": name, "severity": severity})}
+    return matching(rule["source_matchers"]), matching(rule["target_matchers"])
+
+
+def test_no_inhibition_silences_an_alert_more_severe_than_its_source() -> None:
+    """Every alert a rule's targets can match is no more severe than every alert its source can match
+    (critical > warning): a warning must never hold back a page."""
+    for index, rule in enumerate(_load(ALERTMANAGER)["inhibit_rules"]):
+        sources, targets = _inhibition_severities(rule)
+        assert sources and targets, f"inhibit rule {index} matches no alert on one side: {rule}"
+        weakest_source = min(SEVERITY_RANK[severity] for severity in sources.values())
+        louder = {name for name, severity in targets.items() if SEVERITY_RANK[severity] > weakest_source}
+        assert not louder, f"inhibit rule {index}: {sorted(sources)} would silence the more severe {sorted(louder)}"
+
+
+def test_severity_check_catches_a_warning_that_silences_a_page() -> None:
+    """The check above fails on the rule this example used to have (a warning holding back pages)."""
+    old = {"source_matchers": ['alertname="AzureBackupVaultScrapeFailing"'],
+           "target_matchers": ['alertname=~"AzureBackupJobFailed|AzureBackupItemUnhealthy"']}
+    sources, targets = _inhibition_severities(old)
+    assert sources == {"AzureBackupVaultScrapeFailing": "warning"}
+    assert targets["AzureBackupJobFailed"] == "critical"
 
 
 def _matcher_values(expr: str, metric: str, label: str) -> list[tuple[str, str]]:
@@ -391,11 +450,63 @@ def test_every_alert_has_a_promtool_case_per_new_edge() -> None:
         # issue 10: items are told apart by container, and every Backup* operation is a backup
         "same name in two containers": "Two items named master on two SQL instances of one vault alert apart",
         "stopped item in another container": "does not silence the same-named item in another",
-        "failed log backup overtaken": "ignores a failed Backup (Log) that a successful backup overtook",
+        "failed log backup overtaken": "ignores a failed Backup (Log) that a successful log backup overtook",
         "empty container": "A job not joined to an item has an empty container",
+        # alerts that page for every missed backup and for nothing else
+        "weekly policy": "follows a weekly policy (quiet at 26 h and on day 3, firing after 7 d 2 h)",
+        "4-hourly policy": "follows a 4-hourly policy (firing after 6 h)",
+        "log backups stopped": "pages 1 h 15 min after a SQL database's log backups stopped",
+        "no policy": "an item with no policy still pages at 26 h",
+        "policy change": "follows a policy change",
+        "overtaken by the same kind only": "is overtaken only by a success of the same kind, both ways",
+        "every operation's kind": "maps every backup operation to its kind",
+        "restart": "keeps one label set through an exporter restart on a new pod IP",
+        "restore 24 h": "AzureBackupRestoreFailed not firing while the restore runs, firing once it failed, "
+                        "resolves 24 hours after it started",
+        "management job 24 h": "resolves 24 hours after the job started",
+        "empty shard": "stays quiet for a shard without vaults",
+        "never refreshed": "fires for a watched vault that never refreshed in an hour",
+        "freshest replica": "takes the freshest refresh of any exporter replica",
     }
     for what, fragment in wanted.items():
         assert any(fragment in name for name in names), f"no promtool case for: {what}"
+
+
+def test_data_alerts_name_the_backup_not_the_exporter() -> None:
+    """An exporter restarted on a new pod IP must not change a data alert's label set, nor resolve it:
+    the expression aggregates by job and the labels naming the backup (no target label survives), the
+    description never names the instance, and keep_firing_for bridges the minutes without series."""
+    alerts = _alert_rules()
+    for name in DATA_ALERTS:
+        rule = alerts[name]
+        assert rule.get("keep_firing_for") == "5m", f"{name}: a restart would resolve it"
+        assert "$labels.instance" not in rule["annotations"]["description"], name
+        expr = rule["expr"]
+        for label in TARGET_LABELS:
+            assert not re.search(rf"\b{label}\b", expr), f"{name}: the expression names {label}"
+        lists = _label_lists(expr)
+        assert any(keyword == "by" for keyword, _ in lists), f"{name}: nothing aggregates the target labels away"
+        for keyword, labels in lists:
+            assert keyword not in ("ignoring", "without"), f"{name}: {keyword} (...) keeps the target labels"
+            assert "job" in labels, f"{name}: {keyword} ({', '.join(sorted(labels))}) drops job"
+    for name in EXPORTER_ALERTS:
+        assert "keep_firing_for" not in alerts[name], f"{name} is about one exporter: it resolves at once"
+
+
+def test_data_alert_cases_expect_no_target_labels() -> None:
+    """promtool compares label sets exactly, so a firing case without `instance` proves the aggregation;
+    every data alert has one."""
+    proven: set[str] = set()
+    for path in RULE_TESTS:
+        for case in _load(path)["tests"]:
+            for check in case.get("alert_rule_test", []):
+                if check["alertname"] not in DATA_ALERTS:
+                    continue
+                for alert in check.get("exp_alerts") or []:
+                    leaked = set(alert.get("exp_labels", {})) & set(TARGET_LABELS)
+                    assert not leaked, f"{path.name}: {case['name']}: {check['alertname']} expects {sorted(leaked)}"
+                    proven.add(check["alertname"])
+    assert proven == DATA_ALERTS
 
 
 def _shell_commands(text: str, prefix: str) -> list[str]:

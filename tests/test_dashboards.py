@@ -59,6 +59,7 @@ REQUIRED_PANELS = {
     "azure-backup-item": {
         "Job status history", "Job duration", "Backup size", "Tasks of the latest job",
         "Protection state", "Health", "Policy", "Since last recovery point",
+        "Expected backup interval", "Last successful backup by kind",
     },
     "azure-backup-exporter": {
         "Vault refresh success", "Vault refresh duration", "Vault data age", "ARM requests by status code",
@@ -479,6 +480,37 @@ def test_item_dashboard_shows_protection_health_policy_and_recovery_point() -> N
     assert metric_names(status["expr"]) == {"azure_backup_job_last_status", "azure_backup_item_last_backup_status",
                                             "azure_backup_job_last_start_timestamp_seconds"}
     assert "\nor on ()\n" in status["expr"]
+
+
+def test_item_dashboard_shows_the_policy_interval_and_the_last_success_of_each_kind() -> None:
+    """What AzureBackupNoRecentSuccessfulBackup compares: per kind, the policy's interval and the age of the
+    last successful backup of that kind."""
+    item = DASHBOARDS["azure-backup-item.json"]
+    panels = {p["title"]: p for p in query_panels(item)}
+    expected = {
+        "Expected backup interval": "azure_backup_item_expected_backup_interval_seconds",
+        "Last successful backup by kind": "azure_backup_last_successful_backup_by_kind_timestamp_seconds",
+    }
+    for title, metric in expected.items():
+        panel = panels[title]
+        (target,) = panel["targets"]
+        assert metric_names(target["expr"]) == {metric}, title
+        assert grouping(target["expr"]) == ["kind"] and target["legendFormat"] == "{{kind}}", title
+        assert panel["fieldConfig"]["defaults"]["unit"] == "s", title
+    assert panels["Last successful backup by kind"]["targets"][0]["expr"].startswith("time() - max by (kind) (")
+    for metric in expected.values():
+        assert "kind" in SAMPLE_LABELS[metric]
+    alert = alert_expr("AzureBackupNoRecentSuccessfulBackup")
+    assert set(expected.values()) <= metric_names(alert), "the panels show what the alert compares"
+
+
+def test_rate_limit_panel_shows_the_lowest_headroom_per_subscription() -> None:
+    exporter = DASHBOARDS["azure-backup-exporter.json"]
+    panel = next(p for p in query_panels(exporter) if p["title"] == "ARM rate-limit headroom")
+    (target,) = panel["targets"]
+    assert target["expr"].startswith("min by (subscription_id) (azure_backup_api_ratelimit_remaining{")
+    assert target["legendFormat"] == "{{subscription_id}}"
+    assert "subscription_id" in SAMPLE_LABELS["azure_backup_api_ratelimit_remaining"]
 
 
 def test_item_groupings_keep_the_whole_item_identity() -> None:

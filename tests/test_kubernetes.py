@@ -201,9 +201,32 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+# Rule fields added to the PrometheusRule CRD after the operator version of the committed schema (v0.57.0),
+# as the operator's own CRD defines them: keep_firing_for came with prometheus-operator v0.66.0 (#5651) and
+# needs Prometheus 2.42 or later. The rules use it, so the test checks it the way a current CRD does.
+DURATION_PATTERN = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+NEWER_RULE_FIELDS = {
+    "keep_firing_for": {
+        "description": "KeepFiringFor defines how long an alert will continue firing after the condition that "
+                       "triggered it has cleared.",
+        "type": "string", "minLength": 1, "pattern": DURATION_PATTERN,
+    },
+}
+
+
+def _with_newer_rule_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    rule = schema["properties"]["spec"]["properties"]["groups"]["items"]["properties"]["rules"]["items"]
+    assert "for" in rule["properties"], "not the rule schema"
+    rule["properties"] = {**NEWER_RULE_FIELDS, **rule["properties"]}
+    return schema
+
+
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     """The CRD schema; its metadata $ref resolves to Kubernetes' strict ObjectMeta (kubernetes-validate's)."""
-    schema = _strict(json.loads(CRD_SCHEMAS[kind].read_text(encoding="utf-8")))
+    schema = json.loads(CRD_SCHEMAS[kind].read_text(encoding="utf-8"))
+    if kind == "PrometheusRule":
+        schema = _with_newer_rule_fields(schema)
+    schema = _strict(schema)
     schema_dir = f"kubernetes-json-schema/v{K8S_VERSIONS[-1]}-local-strict"
     meta = kubernetes_validate.utils.schema_contents(f"{schema_dir}/objectmeta-meta-v1.json", K8S_VERSIONS[-1])
     definitions = kubernetes_validate.utils.schema_contents(f"{schema_dir}/_definitions.json", K8S_VERSIONS[-1])
@@ -232,9 +255,12 @@ def test_crd_validation_catches_mistakes(rendered: list[dict[str, Any]]) -> None
     assert "scrapeTimeOut" in errors and "1 minute" in errors and "lables" in errors
     rule = copy.deepcopy(one(rendered, "PrometheusRule"))
     rule["spec"]["groups"][0]["rules"][0]["annotation"] = {}
+    rule["spec"]["groups"][0]["rules"][1]["keep_firing_for"] = "5 minutes"
+    rule["spec"]["groups"][0]["rules"][2]["keepFiringFor"] = "5m"
     del rule["spec"]["groups"][0]["name"]
     errors = " ".join(_errors("PrometheusRule", rule))
     assert "annotation" in errors and "'name' is a required property" in errors
+    assert "5 minutes" in errors and "keepFiringFor" in errors
 
 
 # --- generated files -------------------------------------------------------------------------------------
@@ -299,6 +325,8 @@ def test_settings_configmap_is_valid_for_the_exporter(variant: list[dict[str, An
 def test_deployment_runs_one_exporter(rendered: list[dict[str, Any]]) -> None:
     deployment = one(rendered, "Deployment")
     assert deployment["spec"]["replicas"] == 1, "two unsharded replicas would both watch every vault"
+    # A rolling update would run the old and the new pod side by side: every series twice for a while.
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "a rollout must not run two exporters"
     assert "env" not in deployment["spec"]["template"]["spec"]["containers"][0], "settings: the ConfigMap"
 
 
