@@ -290,7 +290,7 @@ class VaultState:
     def _list(self, client: ArmClient, now: datetime, on_error: ErrorSink) -> dict[str, Job]:
         until = now + CLOCK_SKEW
         if self.listed_until is None:
-            since = now - self.lookback
+            since = now - self._first_window()
             filters = [_window_filter(since, until), "status eq 'InProgress'"]
         else:
             # Cover every job we last saw running, so its end is seen on the next refresh without a GET,
@@ -313,6 +313,15 @@ class VaultState:
                 if job is not None:
                     listed[job.job_id] = job
         return listed
+
+    def _first_window(self) -> timedelta:
+        """How far back the first list reaches: LOOKBACK, or twice the longest backup interval of the vault's
+        policies if that is longer (at most 30 days). A restarted exporter then still knows the last weekly
+        full backup of a database (a VM's own record survives restarts, a database's kinds do not), even a
+        week overdue; jobs older than LOOKBACK give only that, and are not kept."""
+        longest = max((seconds for policy in self.policies.values() for seconds in policy.intervals.values()),
+                      default=0.0)
+        return min(MAX_LOOKBACK, max(self.lookback, timedelta(seconds=2 * longest)))
 
     # --- merging ---------------------------------------------------------------------------------
 

@@ -261,3 +261,29 @@ def test_arm_headroom_is_reported_per_subscription(estate: FakeEstate, arm: Fake
     for sub, value in remaining.items():
         assert value is not None and arm.ratelimit_remaining_for(sub) <= value < 250
     assert remaining[SUB_A] < remaining[SUB_B]  # two vaults' calls against one
+
+
+def test_a_restarted_exporter_still_knows_a_weekly_full_older_than_lookback(
+        vault: FakeVault, estate: FakeEstate, arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    # A database backed up in full on Sundays (and by log every hour): its last full ran 9 days ago, a
+    # week overdue. LOOKBACK 7d alone would not see it, and the alert on the full kind would go quiet.
+    estate.add_policy(vault.name, make_policy(vault=vault, name="SqlWeekly", backup_management_type="AzureWorkload",
+                                              weekly_days=("Sunday",), log_minutes=60))
+    estate.add_item(vault.name, make_protected_item(
+        vault=vault, item_type="AzureVmWorkloadSQLDatabase", friendly_name="SalesDB", container="sqlvm01",
+        last_backup_status="Healthy", last_backup_time=NOW - H, policy="SqlWeekly"))
+    name = workload_job_name("MSSQLSERVER", "SalesDB", "sqlvm01")
+    for n, (operation, start) in enumerate((("Backup (Full)", NOW - 9 * D), ("Backup (Log)", NOW - 2 * H))):
+        estate.add_job(vault.name, make_job(_guid(200 + n), vault=vault, item=name, job_type="AzureWorkloadJob",
+                                            operation=operation, start=start, end=start + 10 * MIN))
+    exporter = make_exporter(fixed_clock(NOW), vaults=vault.id, lookback="7d")
+    text = exporter.scrape()
+    db = _labels(vault, "SalesDB", "sqlvm01/MSSQLSERVER", "AzureWorkload")
+    by_kind = "azure_backup_last_successful_backup_by_kind_timestamp_seconds"
+    assert exporter.value(by_kind, **db, kind="full") == (NOW - 9 * D + 10 * MIN).timestamp()
+    assert exporter.value(by_kind, **db, kind="log") == (NOW - 2 * H + 10 * MIN).timestamp()
+    # the old job gave its success; it is not kept as a latest-job series
+    assert exporter.value("azure_backup_job_last_status", **db, operation="Backup (Full)", status="Completed") is None
+    assert text.count("azure_backup_job_last_start_timestamp_seconds{") == 1  # the log backup's
+    first_list = next(r for r in arm.requests if r.path.endswith("/backupJobs"))
+    assert "startTime eq '" + (NOW - 14 * D).strftime("%Y-%m-%d %I:%M:%S %p") in first_list.query["$filter"]
