@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from exporter.catalogue import markdown_table
 from exporter.settings import Settings, env_name
 
@@ -40,3 +42,12 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert (root / "scripts" / "demo").stat().st_mode & 0o111
     assert (root / "scripts" / "test").stat().st_mode & 0o111
     assert "./scripts/test" in (root / ".ci" / "run").read_text()
+
+
+def test_the_alert_table_names_every_shipped_alert_with_its_severity() -> None:
+    rules = yaml.safe_load((Path(__file__).parent.parent / "alerts" / "azure-backup.rules.yml").read_text())
+    shipped = {rule["alert"]: rule["labels"]["severity"] for group in rules["groups"] for rule in group["rules"]}
+    table = README.split("| alert | severity | fires when |")[1].split("\n\n")[0]
+    documented = {name: row.split("|")[2].strip() for row in table.splitlines() if row.startswith("| `")
+                  for name in re.findall(r"`(AzureBackup\w+)`", row.split("|")[1])}
+    assert documented == shipped
