@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from exporter.fakearm import FakeArm, FakeEstate, Fault, make_job, make_policy, make_protected_item
@@ -75,11 +76,14 @@ def estate() -> FakeEstate:  # type: ignore[override]
     prod = estate.add_vault(SUB_A, "rg-prod", "vault-prod", "westeurope")
     locked = estate.add_vault(SUB_A, "rg-prod", "vault-locked", "westeurope")  # its access is revoked
     estate.add_policy(prod.name, make_policy(vault=prod, name="DailyPolicy"))
+    # vm-gone: last backed up 30 h ago, its latest backup failed; the test deletes its backup data
     for n, (item, status, age) in enumerate((("vm-web", "Completed", 30 * H), ("vm-web", "Failed", 6 * H),
-                                              ("vm-db", "Completed", 5 * H))):
+                                              ("vm-db", "Completed", 5 * H), ("vm-gone", "Completed", 31 * H),
+                                              ("vm-gone", "Failed", 7 * H))):
         estate.add_job(prod.name, make_job(f"00000000-0000-0000-0000-{n:012d}", vault=prod, item=item, status=status,
                                            start=NOW - age, end=NOW - age + H / 2))
-    for item, status, last in (("vm-web", "Failed", NOW - 30 * H + H / 2), ("vm-db", "Completed", NOW - 5 * H + H / 2)):
+    for item, status, last in (("vm-web", "Failed", NOW - 30 * H + H / 2), ("vm-db", "Completed", NOW - 5 * H + H / 2),
+                               ("vm-gone", "Failed", NOW - 31 * H + H / 2)):
         estate.add_item(prod.name, make_protected_item(vault=prod, friendly_name=item, last_backup_status=status,
                                                        last_backup_time=last, last_recovery_point=last,
                                                        policy="DailyPolicy"))
@@ -108,7 +112,7 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with FakeArm(estate) as arm:
         arm.set_fault("vault-locked", Fault.authorization_failed())
         try:
-            processes.start("exporter", exporter_argv(), exporter_env(arm, estate, ports["exporter"]))
+            processes.start("exporter", exporter_argv(), _env(arm, estate, ports["exporter"]))
             processes.start("alertmanager", alertmanager_argv(work, ports["alertmanager"]))
             processes.start("prometheus", prometheus_argv(work, ports["prometheus"]))
             yield {"arm": arm, "estate": estate, "webhook": webhook, "processes": processes, "ports": ports,
@@ -116,6 +120,11 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
         finally:
             processes.close()
             webhook.close()
+
+
+def _env(arm: FakeArm, estate: FakeEstate, port: int) -> dict[str, str]:
+    # The protected-items list on every refresh, so a deletion shows within seconds (default: 5 minutes).
+    return {**exporter_env(arm, estate, port), "AZURE_BACKUP_EXPORTER_ITEMS_REFRESH_INTERVAL": "1s"}
 
 
 def test_shortening_keeps_every_other_line() -> None:
@@ -144,7 +153,8 @@ def test_a_rollout_neither_resolves_nor_repages(stack: dict[str, Any]) -> None:
     webhook: Webhook = stack["webhook"]
 
     def failed() -> list[dict[str, str]]:
-        return [a for a in webhook.firing("/pager") if a["alertname"] == "AzureBackupJobFailed"]
+        return [a for a in webhook.firing("/pager")
+                if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "vm-web"]
 
     first = wait_for("AzureBackupJobFailed at the pager", failed, timeout=60)[0]
     assert first["backup_item"] == "vm-web" and "instance" not in first
@@ -154,7 +164,7 @@ def test_a_rollout_neither_resolves_nor_repages(stack: dict[str, Any]) -> None:
     processes.stop("exporter")
     time.sleep(5)  # the old target fails its scrapes; its series go stale
     port = stack["ports"]["exporter-2"]
-    processes.start("exporter-2", exporter_argv(), exporter_env(stack["arm"], stack["estate"], port))
+    processes.start("exporter-2", exporter_argv(), _env(stack["arm"], stack["estate"], port))
     stack["targets"].write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"]}]))
     wait_for("the new exporter scraped", lambda: query(
         stack["prometheus"], f'azure_backup_up{{job="{JOB}", instance="127.0.0.1:{port}"}} == 1'), timeout=60)
@@ -162,5 +172,37 @@ def test_a_rollout_neither_resolves_nor_repages(stack: dict[str, Any]) -> None:
 
     assert not [a for a in webhook.resolved("/pager") if a["alertname"] == "AzureBackupJobFailed"]
     assert {json.dumps(a, sort_keys=True) for a in failed()} == {json.dumps(first, sort_keys=True)}
-    firing = query(stack["prometheus"], 'ALERTS{alertname="AzureBackupJobFailed", alertstate="firing"}')
+    firing = query(stack["prometheus"], 'ALERTS{alertname="AzureBackupJobFailed", alertstate="firing", '
+                                        'backup_item="vm-web"}')
     assert len(firing) == 1 and "instance" not in firing[0]["metric"]
+
+
+def _active(prometheus: str, alertname: str, backup_item: str) -> list[dict[str, Any]]:
+    """The rule's active alerts for an item, as Prometheus' rules API reports them (keepFiringSince is set
+    while an alert is only kept firing: its condition no longer holds)."""
+    groups = requests.get(f"{prometheus}/api/v1/rules", params={"type": "alert"}, timeout=10).json()["data"]["groups"]
+    return [alert for group in groups for rule in group["rules"] if rule["name"] == alertname
+            for alert in rule["alerts"] if alert["labels"].get("backup_item") == backup_item]
+
+
+def test_a_deleted_item_stops_paging_and_its_deletion_pages(stack: dict[str, Any]) -> None:
+    prometheus, estate = stack["prometheus"], stack["estate"]
+    for alertname in ("AzureBackupJobFailed", "AzureBackupNoRecentSuccessfulBackup"):
+        wait_for(f"{alertname} for vm-gone", lambda name=alertname: [
+            a for a in _active(prometheus, name, "vm-gone") if a["state"] == "firing"])
+    assert not _active(prometheus, "AzureBackupDataDeletion", "vm-gone")
+
+    # "Stop backup and delete backup data": the item leaves the list, a DeleteBackupData job appears.
+    vault = estate.vault("vault-prod")
+    (gone,) = [item for item in estate.items(vault.name) if item["properties"]["friendlyName"] == "vm-gone"]
+    estate.remove_item(vault.name, gone["id"])
+    estate.add_job(vault.name, make_job("00000000-0000-0000-0000-000000000099", vault=vault, item="vm-gone",
+                                        operation="DeleteBackupData", start=datetime.now(UTC) - timedelta(minutes=2),
+                                        end=datetime.now(UTC) - timedelta(minutes=1)))
+    wait_for("AzureBackupDataDeletion for vm-gone", lambda: [
+        a for a in _active(prometheus, "AzureBackupDataDeletion", "vm-gone") if a["state"] == "firing"])
+    for alertname in ("AzureBackupJobFailed", "AzureBackupNoRecentSuccessfulBackup"):
+        # The condition ended: only keep_firing_for holds the alert, for 5 minutes, then it resolves.
+        held = wait_for(f"{alertname} for vm-gone to end", lambda name=alertname: [
+            a for a in _active(prometheus, name, "vm-gone") if a.get("keepFiringSince")])
+        assert len(held) == len(_active(prometheus, alertname, "vm-gone"))
