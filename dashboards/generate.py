@@ -87,8 +87,12 @@ HEALTHY = ("Passed", "Healthy", "IRPending")
 # Backups stopped on purpose: AzureBackupProtectionStopped fires for these states and
 # AzureBackupNoRecentSuccessfulBackup skips them (alerts/azure-backup.rules.yml; the tests compare).
 STOPPED_STATES = ("ProtectionStopped", "SoftDeleted", "BackupsSuspended")
-# An item whose last successful backup is older than this is overdue (AzureBackupNoRecentSuccessfulBackup).
-OVERDUE_SECONDS = 26 * 3600
+# AzureBackupNoRecentSuccessfulBackup: per item and kind, the last success is overdue past the policy's
+# interval plus a grace of half of it, clamped to [GRACE_MIN, GRACE_MAX] seconds; an item without a known
+# interval is overdue past FALLBACK_OVERDUE (PromQL text, as the rule writes it). See overdue().
+GRACE_MIN = 3600
+GRACE_MAX = 7200
+FALLBACK_OVERDUE = "26 * 3600"
 # A vault whose data is older than this is stale (AzureBackupDataStale).
 STALE_SECONDS = 30 * 60
 
@@ -455,6 +459,79 @@ def latest_backup(metric: str, matchers: Sequence[str], condition: str = "") -> 
             f"topk by ({ITEM_LABELS}) (1, azure_backup_job_last_start_timestamp_seconds{backup})")
 
 
+def indent(text: str, spaces: int = 2) -> str:
+    return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
+
+
+# AzureBackupNoRecentSuccessfulBackup (alerts/azure-backup.rules.yml), in pieces: the rule aggregates by the
+# job and the item (and the kind of backup), and so do these, so that overdue() is the rule's expression
+# with the dashboard's variable filters next to the job selector (tests/test_dashboards.py compares them).
+ALERT_ITEM = f"job, {ITEM_LABELS}"
+ALERT_KIND = f"{ALERT_ITEM}, kind"
+STOPPED = f'state=~"{"|".join(STOPPED_STATES)}"'
+
+
+def age_by_kind(matchers: Sequence[str]) -> str:
+    """Per item and kind: seconds since the last successful backup of that kind."""
+    return (f"time() - max by ({ALERT_KIND}) (\n"
+            f"  azure_backup_last_successful_backup_by_kind_timestamp_seconds{sel(*matchers)}\n)")
+
+
+def allowed_by_kind(matchers: Sequence[str]) -> str:
+    """Per item and kind: the policy's interval plus a grace of half of it, clamped to GRACE_MIN..GRACE_MAX."""
+    interval = f"max by ({ALERT_KIND}) (\n  azure_backup_item_expected_backup_interval_seconds{sel(*matchers)}\n)"
+    return f"{interval}\n+ clamp(\n{indent(interval)} / 2,\n  {GRACE_MIN}, {GRACE_MAX}\n)"
+
+
+def age_any_kind(matchers: Sequence[str]) -> str:
+    """Per item: seconds since the last successful backup of any kind."""
+    return (f"time() - max by ({ALERT_ITEM}) (\n"
+            f"  azure_backup_last_successful_backup_timestamp_seconds{sel(*matchers)}\n)")
+
+
+def without_interval(matchers: Sequence[str]) -> str:
+    """Keep only items without a known policy interval (they fall back to FALLBACK_OVERDUE)."""
+    return f"unless on ({ALERT_ITEM})\nazure_backup_item_expected_backup_interval_seconds{sel(*matchers)}"
+
+
+def except_stopped(matchers: Sequence[str]) -> str:
+    """Drop items whose backups were stopped on purpose."""
+    return (f"unless on ({ALERT_ITEM})\n"
+            f"(\n  azure_backup_item_protection_state{sel(*matchers, STOPPED)} == 1\n)")
+
+
+def overdue(matchers: Sequence[str]) -> str:
+    """The expression of AzureBackupNoRecentSuccessfulBackup: per item and kind (or per item, without a
+    known interval), the age of the last success where it is past what the policy allows."""
+    fallback = f"(\n{indent(age_any_kind(matchers))}\n    > {FALLBACK_OVERDUE}\n)\n{without_interval(matchers)}"
+    per_kind = (f"(\n{indent(age_by_kind(matchers))}\n)\n> on ({ALERT_KIND})\n"
+                f"(\n{indent(allowed_by_kind(matchers))}\n)")
+    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(fallback, 4)}\n  )\n)\n"
+            f"{except_stopped(matchers)}")
+
+
+def overdue_ratio(matchers: Sequence[str]) -> str:
+    """overdue() as a ratio: the age of the last success over what the policy allows (1 and more: overdue),
+    for every item and kind the rule evaluates."""
+    fallback = (f"(\n{indent(age_any_kind(matchers))}\n)\n/ ({FALLBACK_OVERDUE})\n"
+                f"{without_interval(matchers)}")
+    per_kind = (f"(\n{indent(age_by_kind(matchers))}\n)\n/ on ({ALERT_KIND})\n"
+                f"(\n{indent(allowed_by_kind(matchers))}\n)")
+    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(fallback, 4)}\n  )\n)\n"
+            f"{except_stopped(matchers)}")
+
+
+def due_within(matchers: Sequence[str]) -> str:
+    """overdue() as a countdown: what the policy allows minus the age of the last success (negative:
+    overdue), per kind; the fallback for an item without a known interval gets kind="any kind"."""
+    fallback = (f"{FALLBACK_OVERDUE} - (\n{indent(age_any_kind(matchers))}\n)\n"
+                f"{without_interval(matchers)},\n\"kind\", \"any kind\", \"kind\", \"\"")
+    per_kind = (f"(\n{indent(allowed_by_kind(matchers))}\n)\n- on ({ALERT_KIND})\n"
+                f"(\n{indent(age_by_kind(matchers))}\n)")
+    return (f"(\n{indent(per_kind)}\n  or\n  label_replace(\n{indent(fallback, 4)}\n  )\n)\n"
+            f"{except_stopped(matchers)}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Dashboards
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +588,6 @@ def overview() -> Json:
     outcome = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings|Failed"')
     by_vault = f"sum by ({VAULT_LABELS})"
     by_item = f"max by ({ITEM_LABELS})"
-    stopped = sel(*items, f'state=~"{"|".join(STOPPED_STATES)}"')
     unprotected = sel(*items, f'state!~"{"|".join(PROTECTED_STATES)}"')
     unhealthy = sel(*items, f'status!~"{"|".join(HEALTHY)}"')
     panels = [
@@ -533,15 +609,15 @@ def overview() -> Json:
              [target(f"count(azure_backup_job_last_status{sel(*items, eq('status', 'InProgress'))}"
                      " == 1) or vector(0)")],
              steps=thresholds((None, "blue"))),
-        stat("Overdue items (no success in 26 h)",
-             "Items whose last successful backup is older than 26 hours, except those whose backups were "
-             f"stopped on purpose ({', '.join(STOPPED_STATES)}): what AzureBackupNoRecentSuccessfulBackup "
-             "fires on.",
+        stat("Overdue items (past their policy's interval)",
+             "Items with a kind of backup (full, log, ...) whose last success is older than the interval of "
+             "the item's policy plus a grace of half the interval, at least 1 hour and at most 2 hours (daily: "
+             "26 h, weekly: 7 d 2 h, log every 15 min: 1 h 15 min), or, where no interval is known, whose last "
+             "successful backup is older than 26 hours; except items whose backups were stopped on purpose "
+             f"({', '.join(STOPPED_STATES)}). What AzureBackupNoRecentSuccessfulBackup fires on; each item "
+             "counts once.",
              grid(16, 0, 4, 4),
-             [target("count(\n  "
-                     f"(time() - azure_backup_last_successful_backup_timestamp_seconds{i} > {OVERDUE_SECONDS})\n"
-                     f"  unless ignoring (state)\n  (azure_backup_item_protection_state{stopped} == 1)\n"
-                     ") or vector(0)")],
+             [target(f"count(\n  group by ({ITEM_LABELS}) (\n{indent(overdue(items), 4)}\n  )\n) or vector(0)")],
              steps=thresholds((None, "green"), (1, "red")), color_mode="background"),
         stat("Vaults failing to refresh",
              "Vaults whose last refresh from Azure failed: their data is the last good one. "
@@ -592,7 +668,12 @@ def overview() -> Json:
         table("Backup items",
               "Every protected item, and any other item with a job in the lookback window: protection "
               "state and health from the protected-items list, the latest Backup job, the age of the last "
-              "successful backup and of the last recovery point. Click an item for its dashboard.",
+              "successful backup and of the last recovery point. Overdue: of the item's kinds of backup, the "
+              "largest age of the last success over what its policy allows (the interval plus a grace of half "
+              "of it, at least 1 h and at most 2 h; 26 h where no interval is known), red from 100 %, when "
+              "AzureBackupNoRecentSuccessfulBackup fires; empty where the alert does not look at the item (no "
+              "successful backup of a kind its policy schedules, or backups stopped on purpose). The ages are "
+              "not coloured: how old is too old depends on the policy. Click an item for its dashboard.",
               grid(0, 16, 24, 12),
               [
                   target(f"{by_item} (azure_backup_item_info{i})", instant=True, table=True),
@@ -615,6 +696,7 @@ def overview() -> Json:
                          instant=True, table=True),
                   target(f"{by_item} (azure_backup_job_last_start_timestamp_seconds{i_backup}) * 1000",
                          instant=True, table=True),
+                  target(f"{by_item} (\n{indent(overdue_ratio(items))}\n)", instant=True, table=True),
               ],
               overrides=[
                   by_name("backup_item", item_link()),
@@ -625,23 +707,21 @@ def overview() -> Json:
                   column("status", "Last status", colored_text(),
                          {"id": "mappings", "value": status_text_mappings()},
                          {"id": "noValue", "value": "no recent job"}),
-                  column("Value #E", "Last success age", unit("s"), colored_text(),
-                         {"id": "noValue", "value": "never"},
-                         {"id": "thresholds",
-                          "value": thresholds((None, "green"), (OVERDUE_SECONDS, "red"))}),
-                  column("Value #F", "Last recovery point age", unit("s"), colored_text(),
-                         {"id": "noValue", "value": "none"},
-                         {"id": "thresholds",
-                          "value": thresholds((None, "green"), (OVERDUE_SECONDS, "red"))}),
+                  # The ages are not coloured: what is too old depends on the policy, see Overdue.
+                  column("Value #E", "Last success age", unit("s"), {"id": "noValue", "value": "never"}),
+                  column("Value #F", "Last recovery point age", unit("s"), {"id": "noValue", "value": "none"}),
                   column("Value #G", "Last duration", unit("s")),
                   column("Value #H", "Last size", unit("bytes")),
                   column("Value #I", "Last backup started", unit("dateTimeFromNow")),
+                  column("Value #J", "Overdue", unit("percentunit"), colored_text(),
+                         {"id": "decimals", "value": 0},
+                         {"id": "thresholds", "value": thresholds((None, "green"), (1, "red"))}),
               ],
               hide=("Time", "Value #A", "Value #B", "Value #C", "Value #D"),
               order=("subscription_id", "resource_group", "vault", "backup_management_type", "container",
-                     "backup_item", "state", "health", "status", "Value #E", "Value #F", "Value #G", "Value #H",
-                     "Value #I"),
-              sort_by="Last success age"),
+                     "backup_item", "state", "health", "status", "Value #J", "Value #E", "Value #F", "Value #G",
+                     "Value #H", "Value #I"),
+              sort_by="Overdue"),
         timeseries("Backup job duration quantiles",
                    "Quantiles of the durations of Backup jobs that finished in each hour (estimated "
                    "from the histogram buckets, 1 min to 1 day).",
@@ -694,9 +774,10 @@ def backup_item() -> Json:
         stat("Since last successful backup",
              "Time since the item's last successful backup: the newest of its latest backup job that ended "
              "Completed or CompletedWithWarnings, its lastBackupTime when that backup succeeded, and its last "
-             "recovery point. Red after 26 hours.", grid(6, 0, 6, 4),
+             "recovery point. Not coloured: how old is too old depends on the kind of backup and the policy "
+             "(see Backup due within).", grid(6, 0, 6, 4),
              [target(f"time() - max(azure_backup_last_successful_backup_timestamp_seconds{i})")],
-             unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="never"),
+             unit="s", color_mode="none", no_value="never"),
         stat("Last backup duration", "Duration of the latest backup job (elapsed so far while it runs).",
              grid(12, 0, 6, 4),
              [target(f"max(\n{latest_backup('azure_backup_job_last_duration_seconds', matchers)}\n)")], unit="s"),
@@ -715,17 +796,17 @@ def backup_item() -> Json:
              [target(f"max by (policy, item_type) (azure_backup_item_info{i})", "{{policy}} ({{item_type}})")],
              text_mode="name", color_mode="none"),
         stat("Since last recovery point",
-             "Time since the item's last recovery point (lastRecoveryPoint), where Azure gives it; red after "
-             "26 hours.", grid(18, 4, 6, 4),
+             "Time since the item's last recovery point (lastRecoveryPoint), where Azure gives it. Not "
+             "coloured: see Backup due within.", grid(18, 4, 6, 4),
              [target(f"time() - max(azure_backup_item_last_recovery_point_timestamp_seconds{i})")],
-             unit="s", steps=thresholds((None, "green"), (OVERDUE_SECONDS, "red")), no_value="none"),
+             unit="s", color_mode="none", no_value="none"),
         stat("Expected backup interval",
              "Time between two scheduled backups of the item, per kind of backup (full, differential, log, "
              "...), from its backup policy. AzureBackupNoRecentSuccessfulBackup pages when the last successful "
              "backup of a kind is older than its interval plus a grace of half the interval, at least 1 hour and "
              "at most 2 hours (daily: 26 h, weekly: 7 d 2 h, log every 15 min: 1 h 15 min). Without an interval "
              "(no policy, or a schedule the exporter could not read) it pages after 26 hours.",
-             grid(0, 8, 12, 4),
+             grid(0, 8, 8, 4),
              [target(f"max by (kind) (azure_backup_item_expected_backup_interval_seconds{i})", "{{kind}}")],
              unit="s", text_mode="value_and_name", color_mode="none",
              no_value="no policy interval: 26 h applies"),
@@ -734,10 +815,21 @@ def backup_item() -> Json:
              "VMs, file shares, MAB and DPM items their own last backup and recovery point), differential, log, "
              "copy_only_full, incremental. Compare with the expected interval on the left. A kind without a "
              "successful job in the exporter's lookback window has no value.",
-             grid(12, 8, 12, 4),
+             grid(8, 8, 8, 4),
              [target(f"time() - max by (kind) (azure_backup_last_successful_backup_by_kind_timestamp_seconds{i})",
                      "{{kind}}")],
              unit="s", text_mode="value_and_name", color_mode="none", no_value="never"),
+        stat("Backup due within",
+             "Per kind of backup, the time left until AzureBackupNoRecentSuccessfulBackup fires: the policy's "
+             "interval plus a grace of half of it (at least 1 hour, at most 2 hours), minus the time since the "
+             "last successful backup of that kind. Red when negative: the alert fires. Without a policy "
+             "interval, 26 hours minus the time since the last successful backup of any kind (`any kind`). "
+             f"No value for an item that never succeeded or whose backups were stopped on purpose "
+             f"({', '.join(STOPPED_STATES)}), as the alert does not fire for them.",
+             grid(16, 8, 8, 4),
+             [target(f"min by (kind) (\n{indent(due_within(matchers))}\n)", "{{kind}}")],
+             unit="s", steps=thresholds((None, "red"), (0, "green")), text_mode="value_and_name",
+             no_value="none: never succeeded, or stopped"),
         state_timeline("Job status history",
                        "Status of the latest job of each operation over time, as the exporter saw it.",
                        grid(0, 12, 24, 7),

@@ -59,7 +59,7 @@ REQUIRED_PANELS = {
     "azure-backup-item": {
         "Job status history", "Job duration", "Backup size", "Tasks of the latest job",
         "Protection state", "Health", "Policy", "Since last recovery point",
-        "Expected backup interval", "Last successful backup by kind",
+        "Expected backup interval", "Last successful backup by kind", "Backup due within",
     },
     "azure-backup-exporter": {
         "Vault refresh success", "Vault refresh duration", "Vault data age", "ARM requests by status code",
@@ -396,7 +396,7 @@ def test_overview_table_lists_every_protected_item_with_health_protection_and_re
              if not organize["excludeByName"].get(name)]
 
     def column_of(metric: str) -> str:
-        (ref,) = [ref for ref, expr in targets.items() if metric in metric_names(expr)]
+        (ref,) = [ref for ref, expr in targets.items() if metric_names(expr) == {metric}]
         return f"Value #{ref}"
 
     expected = {
@@ -442,17 +442,65 @@ def regex_values(pattern: str, expr: str) -> set[str]:
     return set(values.split("|"))
 
 
+def normalised(expr: str) -> str:
+    """PromQL without its layout: one space between tokens, none just inside parentheses."""
+    text = re.sub(r"\s+", " ", expr.strip())
+    return re.sub(r" \)", ")", re.sub(r"\( ", "(", text))
+
+
+# The dashboards' filters next to the job selector: the overview's multi-value variables, the item
+# dashboard's single item.
+ALERT_JOB = f'job="{DEFAULT_JOB}"'
+OVERVIEW_FILTERS = ('job="$job", subscription_id=~"$subscription_id", resource_group=~"$resource_group", '
+                    'vault=~"$vault", container=~"$container", backup_item=~"$backup_item"')
+ITEM_FILTERS = ('job="$job", subscription_id=~"$subscription_id", resource_group=~"$resource_group", '
+                'vault="$vault", container="$container", backup_item="$backup_item"')
+# AzureBackupNoRecentSuccessfulBackup, normalised: per kind, the age of the last success > the allowed age
+# (interval plus clamped grace), or without an interval, the age of the last success of any kind > the
+# fallback; unless stopped on purpose.
+OVERDUE_SHAPE = re.compile(
+    r"\(\((?P<age_by_kind>time\(\) - .+?)\) > on \((?P<kind_key>[^)]*)\) \((?P<allowed>.+)\) or "
+    r"\(\((?P<age>time\(\) - .+?) > (?P<fallback>[^)]+)\) unless on \((?P<item_key>[^)]*)\) "
+    r"(?P<no_interval>[\w:]+\{[^}]*\})\)\) unless on \((?P=item_key)\) \((?P<stopped>[^()]*)\)")
+
+
+def overdue_pieces(filters: str) -> dict[str, str]:
+    """AzureBackupNoRecentSuccessfulBackup's expression (`alert`) and its pieces, normalised, with a
+    dashboard's filters in place of the rule's job selector."""
+    alert = normalised(alert_expr("AzureBackupNoRecentSuccessfulBackup")).replace(ALERT_JOB, filters)
+    match = OVERDUE_SHAPE.fullmatch(alert)
+    assert match, f"AzureBackupNoRecentSuccessfulBackup changed shape; update the dashboards and this test:\n{alert}"
+    return {"alert": alert, **match.groupdict()}
+
+
+def test_overdue_pieces_follow_the_rule_header() -> None:
+    """The pieces are what the rule file's header documents: interval plus a grace clamped to 1..2 h, 26 h
+    without an interval, per kind and per item."""
+    pieces = overdue_pieces(OVERVIEW_FILTERS)
+    interval = (f"max by ({pieces['kind_key']}) "
+                f"(azure_backup_item_expected_backup_interval_seconds{{{OVERVIEW_FILTERS}}})")
+    assert pieces["allowed"] == f"{interval} + clamp({interval} / 2, 3600, 7200)"
+    assert pieces["fallback"] == "26 * 3600"
+    assert [label.strip() for label in pieces["kind_key"].split(",")] == ["job", *ITEM_LABELS, "kind"]
+    assert [label.strip() for label in pieces["item_key"].split(",")] == ["job", *ITEM_LABELS]
+    assert metric_names(pieces["age_by_kind"]) == {"azure_backup_last_successful_backup_by_kind_timestamp_seconds"}
+    assert metric_names(pieces["age"]) == {"azure_backup_last_successful_backup_timestamp_seconds"}
+
+
 def test_overview_stats_count_what_the_alerts_fire_on() -> None:
-    """The stats that name an alert use the alert's own lists of stopped states and healthy values."""
+    """The stats that name an alert use the alert's own expression, or its lists of stopped states and
+    healthy values."""
     overview = DASHBOARDS["azure-backup-overview.json"]
     stats = {p["title"]: p["targets"][0]["expr"] for p in query_panels(overview)}
     stopped_pattern = r'azure_backup_item_protection_state\{[^}]*state=~"([^"]*)"'
     stopped = regex_values(stopped_pattern, alert_expr("AzureBackupProtectionStopped"))
     overdue_alert = alert_expr("AzureBackupNoRecentSuccessfulBackup")
-    overdue = stats["Overdue items (no success in 26 h)"]
+    overdue = stats["Overdue items (past their policy's interval)"]
     assert regex_values(stopped_pattern, overdue_alert) == stopped
     assert regex_values(stopped_pattern, overdue) == stopped
-    assert "unless ignoring (state)" in overdue
+    # The rule's expression itself, counted once per item (without job and kind), 0 when none is overdue.
+    alert = overdue_pieces(OVERVIEW_FILTERS)["alert"]
+    assert normalised(overdue) == f"count(group by ({', '.join(ITEM_LABELS)}) ({alert})) or vector(0)"
     healthy_pattern = r'azure_backup_item_health_status\{[^}]*status!~"([^"]*)"'
     assert regex_values(healthy_pattern, alert_expr("AzureBackupItemUnhealthy")) == HEALTHY_VALUES
     assert regex_values(healthy_pattern, stats["Unprotected or unhealthy items"]) == HEALTHY_VALUES
@@ -502,6 +550,60 @@ def test_item_dashboard_shows_the_policy_interval_and_the_last_success_of_each_k
         assert "kind" in SAMPLE_LABELS[metric]
     alert = alert_expr("AzureBackupNoRecentSuccessfulBackup")
     assert set(expected.values()) <= metric_names(alert), "the panels show what the alert compares"
+
+
+def thresholds_of(panel: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The threshold steps of a panel's defaults ("") and of each overridden column."""
+    found = {"": panel["fieldConfig"]["defaults"].get("thresholds", {}).get("steps", [])}
+    for override in panel["fieldConfig"]["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "thresholds":
+                found[override["matcher"]["options"]] = prop["value"]["steps"]
+    return found
+
+
+def test_overview_table_colours_each_item_by_its_own_policy() -> None:
+    """The Overdue column: per item, the largest age of a last success over what the rule allows it (the
+    rule's own pieces), red from 1, where AzureBackupNoRecentSuccessfulBackup fires."""
+    overview = DASHBOARDS["azure-backup-overview.json"]
+    table = next(p for p in query_panels(overview) if p["title"] == "Backup items")
+    columns = overrides_by_column(table)
+    (ref,) = [ref for ref, column in ((c.removeprefix("Value #"), v) for c, v in columns.items())
+              if column.get("displayName") == "Overdue"]
+    expr = normalised(next(t["expr"] for t in table["targets"] if t["refId"] == ref))
+    p = overdue_pieces(OVERVIEW_FILTERS)
+    ratio = (f"(({p['age_by_kind']}) / on ({p['kind_key']}) ({p['allowed']}) or "
+             f"(({p['age']}) / ({p['fallback']}) unless on ({p['item_key']}) {p['no_interval']})) "
+             f"unless on ({p['item_key']}) ({p['stopped']})")
+    assert expr == f"max by ({', '.join(ITEM_LABELS)}) ({ratio})"
+    assert thresholds_of(table)[f"Value #{ref}"] == [{"color": "green", "value": None}, {"color": "red", "value": 1}]
+    assert columns[f"Value #{ref}"]["unit"] == "percentunit"
+    assert table["options"]["sortBy"] == [{"desc": True, "displayName": "Overdue"}]
+
+
+def test_item_dashboard_counts_down_to_the_alert() -> None:
+    """Backup due within: per kind, the rule's allowed age minus the age of the last success, red below 0."""
+    item = DASHBOARDS["azure-backup-item.json"]
+    panel = next(p for p in query_panels(item) if p["title"] == "Backup due within")
+    (target,) = panel["targets"]
+    p = overdue_pieces(ITEM_FILTERS)
+    due = (f"(({p['allowed']}) - on ({p['kind_key']}) ({p['age_by_kind']}) or "
+           f"label_replace({p['fallback']} - ({p['age']}) unless on ({p['item_key']}) {p['no_interval']}, "
+           '"kind", "any kind", "kind", "")) '
+           f"unless on ({p['item_key']}) ({p['stopped']})")
+    assert normalised(target["expr"]) == f"min by (kind) ({due})"
+    assert target["legendFormat"] == "{{kind}}"
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"
+    assert thresholds_of(panel)[""] == [{"color": "red", "value": None}, {"color": "green", "value": 0}]
+
+
+@pytest.mark.parametrize("dashboard", dashboards())
+def test_no_age_is_coloured_by_a_fixed_26_hours(dashboard: dict[str, Any]) -> None:
+    """26 h is the rule's threshold only for items without a policy interval: a weekly item is not overdue
+    at 26 h, a SQL log backup is long overdue before."""
+    for panel in query_panels(dashboard):
+        for column, steps in thresholds_of(panel).items():
+            assert 26 * 3600 not in [step["value"] for step in steps], f"{panel['title']} {column}"
 
 
 def test_rate_limit_panel_shows_the_lowest_headroom_per_subscription() -> None:
