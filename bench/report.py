@@ -99,7 +99,7 @@ def _ops(counts: dict[str, int]) -> str:
     lists = counts.get("jobs_list", 0)
     pages = counts.get("jobs_next_page", 0)
     details = counts.get("jobs_get", 0)
-    items = counts.get("items_list", 0) + counts.get("items_next_page", 0)
+    items = sum(counts.get(op, 0) for op in ("items_list", "items_next_page", "policies_list", "policies_next_page"))
     other = counts.get("vaults_list", 0) + counts.get("vault_get", 0) + counts.get("unknown", 0)
     return f"{lists:,} / {pages:,} / {details:,} / {items:,} / {other:,}"
 
@@ -272,7 +272,7 @@ def render(results: dict[str, Any], previous: str) -> str:
              lambda r: _s(r['a']['cold']['calls_stop_s'])),
         _row("/-/ready turned 200", estates, names, lambda r: _s(r['a']['cold']['ready_s'])),
         _row("ARM calls", estates, names, lambda r: _num(r["a"]["cold"]["calls"])),
-        _row("lists / next pages / details / items / vaults", estates, names,
+        _row("lists / next pages / details / items and policies / vaults", estates, names,
              lambda r: _ops(r["a"]["cold"]["calls_by_operation"])),
         _row("ideal = ceil(calls / CONCURRENCY) x latency", estates, names,
              lambda r: _s(r['a']['cold']['ideal_s'])),
@@ -312,10 +312,10 @@ def render(results: dict[str, Any], previous: str) -> str:
         _row("floor per interval = vaults + jobs finished", estates, names,
              lambda r: _num(r["b"]["steady"]["floor_per_interval"])),
         _row("**ratio**", estates, names, lambda r: f"{_num(r['b']['steady']['ratio'], 2)}x"),
-        _row("lists / next pages / details / items / vaults in the window", estates, names,
+        _row("lists / next pages / details / items and policies / vaults in the window", estates, names,
              lambda r: _ops(r["b"]["steady"]["calls_by_operation"])),
-        _row("protected-items calls in the window (floor: vaults x window / ITEMS_REFRESH_INTERVAL)", estates,
-             names, lambda r: f"{r['b']['steady']['items_calls']} ({_num(r['b']['steady']['items_floor'])})"),
+        _row("protected-items and policy calls in the window (floor: 2 x vaults x window / ITEMS_REFRESH_INTERVAL)",
+             estates, names, lambda r: f"{r['b']['steady']['items_calls']} ({_num(r['b']['steady']['items_floor'])})"),
         _row("429s in the window", estates, names, lambda r: str(r["b"]["steady"]["throttled"])),
         _row("scrape time in steady state (median; it waits for the refresh that is due)", estates, names,
              lambda r: _ms(r["b"]["steady"]["scrape_median_s"])),
@@ -473,8 +473,8 @@ def list_phase_ideal(result: dict[str, Any]) -> float:
     """ceil(LIST calls / CONCURRENCY) x latency for run A's cold refresh: discovery, items and job lists."""
     counts = result["a"]["cold"]["calls_by_operation"]
     settings = result["settings"]
-    lists = sum(counts.get(op, 0) for op in ("vaults_list", "items_list", "items_next_page", "jobs_list",
-                                              "jobs_next_page"))
+    lists = sum(counts.get(op, 0) for op in ("vaults_list", "items_list", "items_next_page", "policies_list",
+                                              "policies_next_page", "jobs_list", "jobs_next_page"))
     return float(math.ceil(lists / settings["concurrency"]) * settings["latency_s"])
 
 

@@ -59,7 +59,8 @@ from .measure import (
 from .report import merge_previous, render
 
 Stats = dict[str, Any]
-ITEMS_OPERATIONS = ("items_list", "items_next_page")
+# Listed together on ITEMS_REFRESH_INTERVAL: the protected items and the backup policies.
+ITEMS_OPERATIONS = ("items_list", "items_next_page", "policies_list", "policies_next_page")
 DISCOVERY_OPERATIONS = ("vaults_list",)
 
 
@@ -238,7 +239,8 @@ def _delta(after: Stats, before: Stats) -> dict[str, int]:
 
 
 def _refresh_calls(counts: dict[str, int]) -> int:
-    """ARM calls of the job refreshes: lists, their next pages and details (not items, not discovery)."""
+    """ARM calls of the job refreshes: lists, their next pages and details (not items and policies, not
+    discovery)."""
     return sum(n for op, n in counts.items() if op not in ("identity", *ITEMS_OPERATIONS, *DISCOVERY_OPERATIONS))
 
 
@@ -466,7 +468,7 @@ def _steady_window(scraper: _Scraper, fake: FakeProcess, options: Options) -> di
     refresh_calls = _refresh_calls(counts)
     floor = vaults * rounds + finished
     items_calls = sum(counts.get(op, 0) for op in ITEMS_OPERATIONS)
-    items_floor = vaults * seconds / options.items_refresh_interval
+    items_floor = 2 * vaults * seconds / options.items_refresh_interval  # items and policies, one list each
     return {
         "window_s": seconds, "rounds": rounds, "calls": refresh_calls, "calls_by_operation": counts,
         "jobs_finished": finished, "jobs_started": _extra(after, "jobs_started") - _extra(before, "jobs_started"),
