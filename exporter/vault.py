@@ -165,6 +165,7 @@ class VaultState:
         self.items_error: ArmError | None = None  # the protected-items or policy list failed in this refresh
         self.directory = ItemDirectory(())  # joins jobs to the items: empty until the items are listed
         self.policies: dict[str, PolicyIntervals] = {}  # by lower-cased name, listed with the items
+        self.policies_failing = False  # the last policy list failed: retried on every refresh
         self.gone: dict[ItemKey, float] = {}  # folded keys of items seen leaving the items list, and when
         # Last successful backup per kind from jobs, by the item as the job names it (own_item_key): joined to
         # the items when published.
@@ -244,10 +245,11 @@ class VaultState:
     # --- protected items -------------------------------------------------------------------------
 
     def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
-        """Items change slowly, so they are listed on their own, longer interval. A failure keeps the last
-        items (or, never listed, leaves jobs in their own names) and is returned, so the jobs still refresh."""
+        """Items and policies change slowly, so they are listed on their own, longer interval, and on every
+        refresh while their last list failed. A failure keeps the last ones (or, never listed, leaves jobs in
+        their own names) and is returned, so the jobs still refresh."""
         if self.items_listed_at is not None and time.monotonic() - self.items_listed_at < self.items_interval:
-            return None
+            return self._list_policies(client, on_error) if self.policies_failing else None
         try:
             parsed = [item for item in (parse_item(r, on_error) for r in client.list_items(self.ref)) if item]
         except AuthError:
@@ -277,8 +279,10 @@ class VaultState:
             raise
         except ArmError as exc:
             log.warning("vault=%s backup policies not listed, keeping the last ones: %s", self.ref.name, exc)
+            self.policies_failing = True
             return exc
         self.policies = {policy.name.lower(): policy for policy in parsed if policy is not None}
+        self.policies_failing = False
         return None
 
     def _joined(self, job: Job) -> Job:

@@ -134,6 +134,12 @@ def test_a_failing_policy_list_keeps_jobs_watched_and_says_why(
     assert exporter.value("azure_backup_vault_scrape_error_info", **vault_labels, status_code="403",
                           error_code="AuthorizationFailed") == 1
     assert exporter.value("azure_backup_vault_last_refresh_timestamp_seconds", **vault_labels) == NOW.timestamp()
+    exporter.scrape()  # the items are not due again, the failed policy list is: the vault keeps failing
+    assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 0
+    arm.set_fault(vault.name, None)
+    exporter.scrape()  # and recovers as soon as the list works
+    assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 1
+    assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **db, kind="log") == 15 * 60
 
 
 @pytest.mark.parametrize(("fault", "status_code", "error_code"), [
