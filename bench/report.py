@@ -95,6 +95,14 @@ def _row(label: str, estates: dict[str, Any], names: list[str], pick: Any) -> li
     return [label, *cells]
 
 
+def _gzip_overhead(result: dict[str, Any]) -> str:
+    warm = result["a"]["warm"]
+    whole = warm.get("gzip_whole_bytes")
+    if not whole:
+        return "not measured"
+    return f"{warm['gzip']['bytes']:,} / {whole:,} = {warm['gzip']['bytes'] / whole:.2f}x"
+
+
 def _ops(counts: dict[str, int]) -> str:
     lists = counts.get("jobs_list", 0)
     pages = counts.get("jobs_next_page", 0)
@@ -324,6 +332,7 @@ def render(results: dict[str, Any], previous: str) -> str:
         _row("series (samples)", estates, names, lambda r: _num(r["a"]["warm"]["series"])),
         _row("bytes, plain / gzip", estates, names,
              lambda r: f"{r['a']['warm']['plain']['bytes']:,} / {r['a']['warm']['gzip']['bytes']:,}"),
+        _row("gzip bytes against the whole text compressed at level 1", estates, names, _gzip_overhead),
         _row("first scrape after the cold refresh: time / exporter CPU", estates, names,
              lambda r: f"{_ms(r['a']['warm']['first_s'])} / {_ms(r['a']['warm']['first_cpu_s'])}"),
         _row("reference: prometheus_client building and rendering every family of the same samples", estates,

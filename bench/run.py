@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import math
 import os
@@ -363,6 +364,8 @@ def run_cold_and_warm(spec: EstateSpec, options: Options, workdir: Path) -> dict
                 "gzip": _warm_scrapes(exporter, options, gzip=True),
             }
             warm["us_per_series"] = float(warm["plain"]["median_s"]) / max(1, coverage.series) * 1e6
+            # the reference for the bytes on the wire: the whole text compressed as one gzip stream, level 1
+            warm["gzip_whole_bytes"] = len(gzip.compress(first.body, compresslevel=1))
             memory = exporter.memory()
         finally:
             exporter.stop()

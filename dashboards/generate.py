@@ -957,6 +957,16 @@ def exporter() -> Json:
                    [target(f"min by (subscription_id) (azure_backup_api_ratelimit_remaining{sel(JOB, SUB)})",
                            "{{subscription_id}}")],
                    unit="short", steps=thresholds((None, "red"), (25, "transparent"))),
+        row("Process", 39),
+        timeseries("Memory (RSS)", "Resident memory of each exporter process (process_resident_memory_bytes): "
+                   "what a Kubernetes memory limit is set against. docs/performance.md gives it per estate size.",
+                   grid(0, 40, 12, 8),
+                   [target(f"process_resident_memory_bytes{j}", "{{instance}}")],
+                   unit="bytes"),
+        timeseries("CPU", "CPU each exporter process uses, in cores (rate of process_cpu_seconds_total): refreshes "
+                   "and scrapes.", grid(12, 40, 12, 8),
+                   [target(f"rate(process_cpu_seconds_total{j}[$__rate_interval])", "{{instance}}")],
+                   unit="short"),
     ]
     return dashboard(
         EXPORTER_UID, "Azure Backup / Exporter",

@@ -169,6 +169,17 @@ BUILD_INFO = _spec(
     "azure_backup_exporter_build_info", "gauge", ("version", "python_version"),
     "Version of the exporter; always 1.")
 
+PROCESS_HELP = " The exporter process's own, as prometheus_client's process collector reports it (Linux)."
+PROCESS = (
+    _spec("process_resident_memory_bytes", "gauge", (), "Resident memory size in bytes." + PROCESS_HELP),
+    _spec("process_virtual_memory_bytes", "gauge", (), "Virtual memory size in bytes." + PROCESS_HELP),
+    _spec("process_cpu_seconds", "counter", (), "Total user and system CPU time spent in seconds." + PROCESS_HELP),
+    _spec("process_open_fds", "gauge", (), "Number of open file descriptors." + PROCESS_HELP),
+    _spec("process_max_fds", "gauge", (), "Maximum number of open file descriptors." + PROCESS_HELP),
+    _spec("process_start_time_seconds", "gauge", (),
+          "Start time of the process since unix epoch in seconds." + PROCESS_HELP),
+)
+
 CATALOGUE: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
@@ -176,7 +187,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
     VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
     DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
-    SHARD_INFO, BUILD_INFO,
+    SHARD_INFO, BUILD_INFO, *PROCESS,
 )
 
 

@@ -17,7 +17,6 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from . import __version__
-from .exposition import gzip_chunks
 
 if TYPE_CHECKING:
     from .__main__ import Exporter
@@ -67,11 +66,13 @@ class ExporterApp:
             body: Iterable[bytes] = self.registry_app(environ, start_response)
             return body
         _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        chunks = self.exposition.render(openmetrics=content_type.startswith("application/openmetrics-text"))
+        openmetrics = content_type.startswith("application/openmetrics-text")
         headers = [("Content-Type", content_type)]
-        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):  # what Prometheus always asks for
             headers.append(("Content-Encoding", "gzip"))
-            chunks = gzip_chunks(chunks)
+            chunks = self.exposition.render_gzip(openmetrics)
+        else:
+            chunks = self.exposition.render(openmetrics)
         start_response("200 OK", headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else chunks
 

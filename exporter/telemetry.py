@@ -6,7 +6,7 @@ These are events the exporter itself causes, so plain prometheus_client metrics
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 
 from . import catalogue as c
 
@@ -31,6 +31,9 @@ class Telemetry:
                                     registry=registry)
         for field in PARSED_FIELDS:
             self.parse_errors.labels(field)
+        # process_resident_memory_bytes and friends (from /proc, on Linux): the memory a Kubernetes limit is set
+        # against, and the CPU a refresh costs.
+        ProcessCollector(registry=registry)
 
     def parse_error(self, field: str) -> None:
         self.parse_errors.labels(field).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from exporter.catalogue import CATALOGUE
 from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_policy, make_protected_item
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, drop_volatile, fixed_clock
@@ -455,3 +457,25 @@ def test_a_stuck_job_is_followed_by_get_and_does_not_widen_every_list(
     assert exporter.value("azure_backup_job_last_status", **labels, status="Failed") == 1
     assert exporter.value("azure_backup_jobs_finished_total", **_vault_labels(vault),
                           backup_management_type="AzureIaasVM", operation="Backup", status="Failed") == 1
+
+
+def test_a_gzip_scrape_is_the_plain_scrape_compressed_in_both_formats(
+        two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter]) -> None:
+    exporter = _exporter(make_exporter, *two_vaults)
+    exporter.scrape()
+    for openmetrics in (False, True):
+        plain = b"".join(exporter.exposition.render(openmetrics))
+        members = list(exporter.exposition.render_gzip(openmetrics))
+        assert len(members) > 2  # the cached vault chunks are members of their own, served as they are
+        assert all(member[:2] == b"\x1f\x8b" for member in members)  # each a gzip member
+        assert gzip.decompress(b"".join(members)) == plain
+
+
+def test_every_catalogued_family_is_exposed_with_the_process_metrics(
+        two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter]) -> None:
+    text = _exporter(make_exporter, *two_vaults).scrape()
+    for spec in CATALOGUE:
+        name = spec.sample_names()[0] if spec.type == "counter" else spec.name
+        assert f"# TYPE {name} {spec.type}\n" in text, name
+    rss = float(text.split("\nprocess_resident_memory_bytes ")[1].split("\n")[0])
+    assert 10 * 2**20 < rss < 2**31  # this test process: tens of MB

@@ -15,7 +15,7 @@ from .conftest import NOW, SUB_A, SUB_B, Exporter, fixed_clock
 
 # The exporter's own metrics differ by replica by nature (its requests, its shard); vault data must not.
 OWN = ("azure_backup_api_", "azure_backup_parse_errors", "azure_backup_up", "azure_backup_exporter_",
-       "azure_backup_subscription_discovery_success", "azure_backup_vault_scrape_duration_seconds")
+       "azure_backup_subscription_discovery_success", "azure_backup_vault_scrape_duration_seconds", "process_")
 
 
 def _series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
