@@ -65,9 +65,9 @@ class Exporter:
         """
         self.refresher.refresh_due(time.monotonic() + timeout)
         fast = b"".join(self.exposition.render()).decode()
-        assert _steady(fast) == _steady(generate_latest(self.registry).decode())
+        assert steady(fast) == steady(generate_latest(self.registry).decode())
         # What Prometheus gets (gzip): the cached gzip members and fresh ones, one stream of the same bytes.
-        assert _steady(gzip.decompress(b"".join(self.exposition.render_gzip())).decode()) == _steady(fast)
+        assert steady(gzip.decompress(b"".join(self.exposition.render_gzip())).decode()) == steady(fast)
         assert_every_series_once(fast)
         return fast
 
@@ -94,7 +94,7 @@ def make_exporter(arm: FakeArm) -> Iterator[Callable[..., Exporter]]:
 _PROCESS_SAMPLE = re.compile(r"^process_\w+ .*$", re.MULTILINE)
 
 
-def _steady(exposition: str) -> str:
+def steady(exposition: str) -> str:
     """The exposition without the process collector's values, which move between two renders (CPU seconds,
     memory); their HELP and TYPE lines stay, so a missing or extra family still shows."""
     return _PROCESS_SAMPLE.sub("", exposition)
