@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .identity import ItemDirectory, ItemKey
+from .identity import ItemDirectory, ItemKey, folded
 from .models import Job, ProtectedItem
 from .policy import PolicyIntervals
 
@@ -33,10 +33,6 @@ def backup_kind(operation: str) -> str:
         return "full"
     match = _KIND_IN_PARENS.match(operation)
     return match.group("kind").strip().lower().replace(" ", "_") if match else "other"
-
-
-def folded(key: ItemKey) -> ItemKey:
-    return (key[0].lower(), key[1].lower(), key[2].lower())
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,11 @@ def _join_host(host: str, parent: str) -> str:
     return f"{host}/{parent}" if parent else host
 
 
+def folded(key: ItemKey) -> ItemKey:
+    """The key as the join compares it: ARM names, hosts and database names are case-insensitive."""
+    return (key[0].lower(), key[1].lower(), key[2].lower())
+
+
 def _same_host(a: str, b: str) -> bool:
     """A job's bracketed host and an item's serverName name one VM: equal, or one is the other's NetBIOS cut."""
     a, b = a.lower(), b.lower()
@@ -105,15 +110,15 @@ class ItemDirectory:
         self._exact: dict[ItemKey, ItemKey] = {}
         self._by_name: dict[tuple[str, str], list[ItemKey]] = defaultdict(list)
         for key in keys:
-            bmt, container, name = key
-            self._exact[(bmt.lower(), container.lower(), name.lower())] = key
+            bmt, _, name = key
+            self._exact[folded(key)] = key
             self._by_name[(bmt.lower(), name.lower())].append(key)
 
     def resolve(self, key: ItemKey) -> ItemKey:
         """The protected item a job's (type, container, name) names, in the item's spelling; the job's own
         names when no item matches, or when more than one could (never guess between two items)."""
         bmt, container, name = key
-        exact = self._exact.get((bmt.lower(), container.lower(), name.lower()))
+        exact = self._exact.get(folded(key))
         if exact is not None:
             return exact
         candidates = [c for c in self._by_name.get((bmt.lower(), name.lower()), ())

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .identity import ItemKey, item_container, job_identity
+from .identity import ItemKey, folded, item_container, job_identity
 from .parsing import parse_duration, parse_size, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ def with_distinct_identities(items: list[ProtectedItem], on_error: ErrorSink) ->
     """
     groups: dict[ItemKey, list[ProtectedItem]] = {}
     for item in items:
-        groups.setdefault(_folded(item.item_key), []).append(item)
+        groups.setdefault(folded(item.item_key), []).append(item)
     if all(len(group) == 1 for group in groups.values()):
         return items
     result = []
@@ -313,10 +313,6 @@ def with_distinct_identities(items: list[ProtectedItem], on_error: ErrorSink) ->
             clash = sum(1 for other in group if (other.container_name or other.container) == raw) > 1
             result.append(replace(item, container=f"{raw};{item.name}" if clash else raw))
     return result
-
-
-def _folded(key: ItemKey) -> ItemKey:
-    return (key[0].lower(), key[1].lower(), key[2].lower())
 
 
 # Azure writes 2001-01-01T00:00:00Z as the lastBackupTime of an item never backed up (seen in a CLI recording).

@@ -17,8 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .arm import ArmClient, ArmError, AuthError
-from .coverage import KindKey, backup_kind, deleted_items, expected_intervals, folded, last_successes
-from .identity import ItemDirectory, ItemKey
+from .coverage import KindKey, backup_kind, deleted_items, expected_intervals, last_successes
+from .identity import ItemDirectory, ItemKey, folded
 from .models import (
     FINISHED_STATUSES,
     SUCCESS_STATUSES,
