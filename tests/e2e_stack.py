@@ -21,6 +21,8 @@ import requests
 from exporter.fakearm import FakeArm, FakeEstate
 
 JOB = "azure-backup-exporter"
+ROOT = Path(__file__).parent.parent
+RULES = ROOT / "alerts" / "azure-backup.rules.yml"
 
 
 def binary(name: str) -> str:
@@ -139,6 +141,17 @@ def exporter_env(arm: FakeArm, estate: FakeEstate, port: int) -> dict[str, str]:
 
 def exporter_argv() -> list[str]:
     return [sys.executable, "-m", "exporter"]
+
+
+def write_prometheus_config(work: Path, alertmanager_port: int, rule_file: Path,
+                            scrape_configs: list[dict[str, Any]]) -> None:
+    """prometheus.yml in `work`: scrape and evaluate every second, alert to the Alertmanager on loopback."""
+    (work / "prometheus.yml").write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "rule_files": [str(rule_file)],
+        "scrape_configs": scrape_configs,
+    }))
 
 
 def prometheus_argv(work: Path, port: int) -> list[str]:

@@ -10,7 +10,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +21,8 @@ from .conftest import SUB_A, SUB_B
 from .dashboard_queries import load_dashboards, panel_queries
 from .e2e_stack import (
     JOB,
+    ROOT,
+    RULES,
     Processes,
     Webhook,
     alertmanager_argv,
@@ -31,10 +32,9 @@ from .e2e_stack import (
     prometheus_argv,
     query,
     wait_for,
+    write_prometheus_config,
 )
 
-ROOT = Path(__file__).parent.parent
-RULES = ROOT / "alerts" / "azure-backup.rules.yml"
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
 MIN = timedelta(minutes=1)
@@ -142,14 +142,9 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
                   "group_interval": "1s", "repeat_interval": "1h"},
         "receivers": [{"name": "test", "webhook_configs": [{"url": webhook.url(), "send_resolved": True}]}],
     }))
-    (work / "prometheus.yml").write_text(json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}]},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": JOB, "scrape_timeout": "1s",
-                            "static_configs": [{"targets": [f"127.0.0.1:{ports['exporter']}"]}]},
-                           *_servicemonitor_like_jobs(f"127.0.0.1:{ports['exporter']}")],
-    }))
+    write_prometheus_config(work, ports["alertmanager"], RULES, [
+        {"job_name": JOB, "scrape_timeout": "1s", "static_configs": [{"targets": [f"127.0.0.1:{ports['exporter']}"]}]},
+        *_servicemonitor_like_jobs(f"127.0.0.1:{ports['exporter']}")])
     processes = Processes(work)
     with FakeArm(estate) as arm:
         try:

@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +25,8 @@ from exporter.fakearm import FakeArm, FakeEstate, Fault, make_job, make_policy, 
 from .conftest import SUB_A
 from .e2e_stack import (
     JOB,
+    ROOT,
+    RULES,
     Processes,
     Webhook,
     alertmanager_argv,
@@ -35,10 +36,9 @@ from .e2e_stack import (
     prometheus_argv,
     query,
     wait_for,
+    write_prometheus_config,
 )
 
-ROOT = Path(__file__).parent.parent
-RULES = ROOT / "alerts" / "azure-backup.rules.yml"
 ALERTMANAGER = ROOT / "alerts" / "alertmanager.example.yml"
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
@@ -101,13 +101,9 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (work / "alertmanager.yml").write_text(json.dumps(alertmanager_config(webhook)))
     targets = work / "targets.json"  # file-based discovery: a rollout moves the exporter to another address
     targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{ports['exporter']}"]}]))
-    (work / "prometheus.yml").write_text(json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}]},
-        "rule_files": [str(work / "rules.yml")],
-        "scrape_configs": [{"job_name": JOB, "scrape_timeout": "1s",
-                            "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]}],
-    }))
+    write_prometheus_config(work, ports["alertmanager"], work / "rules.yml", [
+        {"job_name": JOB, "scrape_timeout": "1s",
+         "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]}])
     processes = Processes(work)
     with FakeArm(estate) as arm:
         arm.set_fault("vault-locked", Fault.authorization_failed())
