@@ -6,7 +6,7 @@ databases in VMs, MARS and DPM sources). Every item has a week of daily Backup j
 of day (so job start times are spread over the day), some of them failed, warned or cancelled; a few
 items also have a Restore, and about 1% have a backup running when the estate is built. Every item is
 a protected item whose last backup, recovery point and health agree with its jobs, built with the
-same code as the demo (exporter.demo), so the payloads have the real shape.
+same code as the demo (exporter.simulator.demo), so the payloads have the real shape.
 
 Everything is deterministic given the seed, apart from the wall-clock times the jobs are placed at.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.demo import ERRORS, DemoItem, Protection, build_job, protected_item
-from exporter.fakearm import FakeEstate, FakeVault, Json
+from exporter.simulator.demo import ERRORS, DemoItem, Protection, build_job, protected_item
+from exporter.simulator.fakearm import FakeEstate, FakeVault, Json
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@
 
 Builds the estate (bench/estate.py), serves it on loopback with the managed-identity endpoint, runs the
 job simulator, and prints one JSON line on stdout once it serves: the ARM URL, the identity environment
-for azure-identity, the subscriptions and the estate's counts. The counters are at GET <url>/_fake/stats.
+for azure-identity, the subscriptions and the estate's counts. The counters (FakeArm.stats()) are at
+GET <url>/_fake/stats, a route the shipped fake does not have: this benchmark adds it (FakeArm.add_route).
 It stops on SIGTERM or SIGINT, or after --max-seconds.
 """
 
@@ -19,9 +20,11 @@ import sys
 import threading
 from pathlib import Path
 
-from exporter.fakearm import RATELIMIT_CAPACITY, FakeArm
+from exporter.simulator.fakearm import RATELIMIT_CAPACITY, FakeArm
 
 from .estate import EstateSpec, Simulator, build_estate
+
+STATS_PATH = "/_fake/stats"  # bench/run.py reads the counters here
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     arm = FakeArm(bench.estate, page_size=args.page_size, latency=args.latency, ratelimit_refill=args.refill,
                   ratelimit_capacity=args.capacity, enforce_ratelimit=args.ratelimit, record_requests=False,
                   stats_extra=simulator.stats)
+    arm.add_route(STATS_PATH, arm.stats)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -245,8 +245,8 @@ def machine() -> dict[str, str]:
 
 
 def exporter_version() -> str:
-    """The commit the exporter ran at, and a digest of exporter/'s changes not committed yet (the fake aside)."""
-    paths = ["--", "exporter", ":(exclude)exporter/fakearm.py"]
+    """The commit the exporter ran at, and a digest of exporter/'s changes not committed yet (the simulator aside)."""
+    paths = ["--", "exporter", ":(exclude)exporter/simulator"]
     try:
         commit = _git("rev-parse", "--short", "HEAD").strip()
         untracked = _git("ls-files", "--others", "--exclude-standard", *paths).split()

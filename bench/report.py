@@ -384,7 +384,7 @@ def render(results: dict[str, Any], previous: str) -> str:
 
 How the exporter holds up at scale, measured by the benchmark harness in [bench/](../bench/): the
 exporter runs as its own process (`python -m exporter`, azure-identity's real managed-identity flow)
-against the fake Azure Resource Manager (`exporter/fakearm.py`) serving a synthetic estate from another
+against the fake Azure Resource Manager (`exporter/simulator/fakearm.py`) serving a synthetic estate from another
 process, over HTTP on loopback, with {_settings_line(estates, names)}.
 The targets are those of issue 6.
 

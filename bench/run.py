@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .estate import EstateSpec
+from .fake_server import STATS_PATH
 from .measure import (
     ROOT,
     Coverage,
@@ -159,9 +160,9 @@ class FakeProcess:
         raise BenchError(f"the fake ARM did not start within {timeout:.0f}s; log: {self.log_path}")
 
     def stats(self) -> Stats:
-        reply = http_get(self.port, "/_fake/stats", timeout=30)
+        reply = http_get(self.port, STATS_PATH, timeout=30)
         if reply.status != 200:
-            raise BenchError(f"/_fake/stats answered {reply.status}")
+            raise BenchError(f"{STATS_PATH} answered {reply.status}")
         return dict(json.loads(reply.body))
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""Command line: load settings, wire client, refresher, collector and server, run until SIGTERM."""
+"""Command line: load settings, build the exporter (wiring.py), serve it until SIGTERM, or run it once."""
 
 from __future__ import annotations
 
@@ -10,28 +10,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from azure.identity import DefaultAzureCredential
-from prometheus_client import CollectorRegistry
-
 from . import __version__
-from .arm import ArmClient
-from .collector import BackupCollector, RegistryCollector
-from .exposition import CachedExposition
 from .logsetup import configure_logging
-from .ratelimit import RateLimiter
-from .refresher import Refresher
 from .server import ExporterApp, serve
 from .settings import Settings, SettingsError, env_name, load_settings, split_listen_address
-from .telemetry import Telemetry
+from .wiring import build
 
 log = logging.getLogger("exporter")
-RATE_LIMIT_BURST = 100.0  # of ARM's 250-read bucket per subscription, the exporter may spend 100 at once
 ONCE_TIMEOUT = 600.0  # --once and the start-up refresh wait this long at most for every vault
 # azure-identity's environment variables; --check-config shows which are set, secrets masked.
 AUTH_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
@@ -94,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_demo(overrides: dict[str, Any]) -> Any:
-    from .demo import start_demo  # noqa: PLC0415 - only demo mode loads the simulator
+    # The product's only contact with the simulator: loaded lazily, for --demo only (tests/test_layout.py).
+    from .simulator.demo import start_demo  # noqa: PLC0415
 
     env = start_demo()
     # The real managed-identity flow of azure-identity, pointed at the simulator.
@@ -111,34 +100,6 @@ def _start_demo(overrides: dict[str, Any]) -> Any:
 
 def _auth_environment() -> dict[str, str]:
     return {name: ("****" if name in SECRET_ENV else os.environ[name]) for name in AUTH_ENV if os.environ.get(name)}
-
-
-@dataclass
-class Exporter:
-    registry: CollectorRegistry  # everything, for --once and the uncached path
-    refresher: Refresher
-    exposition: CachedExposition
-
-
-def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> Exporter:
-    """The exporter's parts, wired: private registries, so registration never calls Azure."""
-    telemetry_registry = CollectorRegistry()
-    telemetry = Telemetry(telemetry_registry)
-    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-    client = ArmClient(
-        settings.arm_url, credential, settings.token_scope, telemetry,
-        timeout=settings.request_timeout.total_seconds(), user_agent=f"azure-backup-exporter/{__version__}",
-        jobs_api_version=settings.jobs_api_version, vaults_api_version=settings.vaults_api_version,
-        pool_size=settings.concurrency,
-        limiter=RateLimiter(rate=settings.rate_limit, burst=RATE_LIMIT_BURST))
-    refresher = Refresher(settings, client, telemetry, clock) if clock else Refresher(settings, client, telemetry)
-    collector = BackupCollector(refresher)
-    registry = CollectorRegistry()
-    registry.register(RegistryCollector(telemetry_registry))
-    registry.register(collector)
-    exposition = CachedExposition(collector, telemetry_registry)
-    refresher.on_refreshed = exposition.prerender
-    return Exporter(registry, refresher, exposition)
 
 
 def run_once(settings: Settings) -> int:

@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from . import __version__
 
 if TYPE_CHECKING:
-    from .__main__ import Exporter
+    from .wiring import Exporter
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]

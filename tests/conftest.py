@@ -15,11 +15,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.__main__ import build
 from exporter.exposition import CachedExposition
-from exporter.fakearm import FakeArm, FakeEstate
 from exporter.refresher import Refresher
 from exporter.settings import load_settings
+from exporter.simulator.fakearm import FakeArm, FakeEstate
+from exporter.wiring import build
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SUB_A = "11111111-1111-1111-1111-111111111111"

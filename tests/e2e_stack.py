@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from exporter.fakearm import FakeArm, FakeEstate
+from exporter.simulator.fakearm import FakeArm, FakeEstate
 
 JOB = "azure-backup-exporter"
 ROOT = Path(__file__).parent.parent

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from exporter.coverage import backup_kind
-from exporter.fakearm import (
+from exporter.simulator.fakearm import (
     FakeArm,
     FakeEstate,
     FakeVault,

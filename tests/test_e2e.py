@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_policy, make_protected_item
+from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_policy, make_protected_item
 
 from .conftest import SUB_A, SUB_B
 from .dashboard_queries import load_dashboards, panel_queries

@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.fakearm import FakeArm, FakeEstate, Fault, make_job, make_policy, make_protected_item
+from exporter.simulator.fakearm import FakeArm, FakeEstate, Fault, make_job, make_policy, make_protected_item
 
 from .conftest import SUB_A
 from .e2e_stack import (

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from exporter.catalogue import CATALOGUE
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_policy, make_protected_item
+from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_policy, make_protected_item
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, drop_volatile, fixed_clock, steady
 

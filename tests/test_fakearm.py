@@ -24,7 +24,7 @@ import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
 
-from exporter.demo import (
+from exporter.simulator.demo import (
     FAILING_ITEM,
     FAILING_TWIN,
     HEALTHY_TWIN,
@@ -38,7 +38,7 @@ from exporter.demo import (
     demo_item,
     start_demo,
 )
-from exporter.fakearm import (
+from exporter.simulator.fakearm import (
     AUTHORIZATION_FAILED_MESSAGE,
     GATEWAY_NOT_FOUND_MESSAGE,
     NEVER_BACKED_UP,
@@ -58,6 +58,8 @@ from exporter.fakearm import (
     to_ticks,
     workload_job_name,
 )
+
+from .fake_stats import STATS_PATH, serve_stats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
 SUB = "0c9f2d1e-7b4a-4e8f-9a61-3d2b5c7e8f90"
@@ -1135,6 +1137,7 @@ def test_without_enforcement_the_bucket_only_counts_down(estate: FakeEstate) -> 
 
 
 def test_stats_count_replies_by_operation_and_status_without_a_token(arm: FakeArm, estate: FakeEstate) -> None:
+    serve_stats(arm)  # the test-only route, registered through FakeArm.add_route
     add_backups(estate, "vault-a", 4)  # two pages of 3
     vault_a = estate.vault("vault-a")
     first = get(arm, jobs_path(estate, "vault-a"))
@@ -1146,7 +1149,7 @@ def test_stats_count_replies_by_operation_and_status_without_a_token(arm: FakeAr
     get(arm, "/nowhere")
     requests.get(arm.identity_endpoint, params={"api-version": "2019-08-01", "resource": "https://management.azure.com"},
                  headers={"X-IDENTITY-HEADER": arm.identity_header}, timeout=5)
-    reply = requests.get(arm.url + "/_fake/stats", timeout=5)  # no token, no api-version
+    reply = requests.get(arm.url + STATS_PATH, timeout=5)  # no token, no api-version
     assert reply.status_code == 200
     stats = reply.json()
     assert "not an Azure API" in stats["test_only"]
@@ -1160,7 +1163,7 @@ def test_stats_count_replies_by_operation_and_status_without_a_token(arm: FakeAr
     assert stats["ratelimit"] == {"enforced": False, "capacity": 250, "refill_per_second": 0.0,
                                   "remaining": {SUB.lower(): 250 - 6, "": 249}}
     assert len(arm.requests) == 8  # the stats request itself is neither recorded nor counted
-    assert requests.post(arm.url + "/_fake/stats", timeout=5).status_code == 405
+    assert requests.post(arm.url + STATS_PATH, timeout=5).status_code == 405
 
 
 def test_stats_count_429s_and_carry_extra_counters(estate: FakeEstate) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
+from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
 from exporter.identity import ItemDirectory, item_container, job_identity
 from exporter.models import parse_item, parse_job
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from exporter.fakearm import NEVER_BACKED_UP, FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
+from exporter.simulator.fakearm import NEVER_BACKED_UP, FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
 
 from .conftest import NOW, SUB_A, Exporter, fixed_clock
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.fakearm import FakeArm, FakeEstate, FakeVault, make_job
+from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, make_job
 from exporter.server import scrape_deadline
 
 from .conftest import SUB_A

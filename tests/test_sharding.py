@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.fakearm import FakeEstate, make_job, make_protected_item
 from exporter.models import VaultRef
 from exporter.settings import shard_of
+from exporter.simulator.fakearm import FakeEstate, make_job, make_protected_item
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, fixed_clock
 

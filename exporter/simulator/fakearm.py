@@ -22,9 +22,9 @@ where the real service is awkward (see the real payloads in tests/fixtures/azure
 * ARM's read token bucket, one per subscription (capacity 250, refilled ``ratelimit_refill`` per second):
   the ``x-ms-ratelimit-remaining-*`` headers report the subscription's bucket, and with
   ``enforce_ratelimit`` an empty bucket answers 429 ``SubscriptionRequestsThrottled`` with ``Retry-After``.
-* TEST-ONLY, not an Azure API: ``GET /_fake/stats`` (no token; the fake listens on loopback only) returns
-  request counts by operation and status, the last request's time and the buckets, for the benchmark
-  (bench/) and tests, which read them from another process.
+* Counters of its own (FakeArm.stats()): request counts by operation and status, the last request's time
+  and the buckets. Routes that are not Azure APIs are not built in: tests and the benchmark add them with
+  FakeArm.add_route (tests/fake_stats.py and bench/fake_server.py serve stats() over HTTP that way).
 
 It ships in the package because ``--demo`` serves a simulated estate through it (see demo.py).
 Stored jobs are served as they are: a running job's duration only grows when someone updates it.
@@ -55,6 +55,8 @@ from requests.structures import CaseInsensitiveDict
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+# An extra, read-only route outside ARM (FakeArm.add_route): called for each GET, it returns the JSON to serve.
+ExtraRoute = Callable[[], Json]
 
 VAULT_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults"
 JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
@@ -67,7 +69,6 @@ THROTTLED_CODE = "SubscriptionRequestsThrottled"
 THROTTLED_MESSAGE = ("Number of 'read' requests for subscription '{subscription}' actor '{actor}' exceeded. Please "
                      "try again after '{seconds}' seconds after additional tokens are available. Refer to "
                      "https://aka.ms/arm-throttling for additional information.")
-STATS_PATH = "/_fake/stats"  # test-only counters; see FakeArm.stats()
 
 # api-versions ARM accepts per resource provider (azure-api.md 1.2 and 3): a client that asks for a
 # version that does not exist gets the same 400 it would get from Azure.
@@ -1402,6 +1403,11 @@ _IDENTITY_PATH = "/msi/token"
 _ISSUED_TOKEN_LIMIT = 10_000  # skiptokens remembered for redemption; the oldest are forgotten first
 
 
+def _route_key(path: str) -> str:
+    """How an extra route's path is matched: case-insensitively, a trailing slash ignored."""
+    return path.rstrip("/").lower()
+
+
 def _route(path: str) -> _Route | None:
     listing = _VAULTS_ROUTE.match(path)
     if listing:
@@ -1493,6 +1499,7 @@ class FakeArm:
         self.ratelimit_refill = ratelimit_refill  # tokens per second put back into each bucket (ARM: 25)
         self.enforce_ratelimit = enforce_ratelimit
         self.stats_extra = stats_extra
+        self.extra_routes: dict[str, ExtraRoute] = {}  # see add_route
         self.identity_fault: Fault | None = None
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
@@ -1552,6 +1559,19 @@ class FakeArm:
         """The environment that points azure-identity's ManagedIdentityCredential at this fake."""
         return {"IDENTITY_ENDPOINT": self.identity_endpoint, "IDENTITY_HEADER": self.identity_header}
 
+    # -- extra routes: the extension point for what tests and the benchmark serve beside ARM --
+
+    def add_route(self, path: str, route: ExtraRoute) -> FakeArm:
+        """Serve route()'s JSON at path (matched case-insensitively, a trailing slash ignored), e.g. stats() for
+        a test or the benchmark in another process. Not an Azure API, so unlike ARM: no token and no api-version
+        needed, GET answers 200 with the JSON and any other method 405, and the request is neither recorded
+        nor counted. Returns the fake, to chain. Register before start() or while it serves."""
+        key = _route_key(path)
+        if not key.startswith("/") or key == _IDENTITY_PATH:
+            raise ValueError(f"not a path for an extra route: {path!r}")
+        self.extra_routes[key] = route
+        return self
+
     # -- faults --
 
     def set_fault(self, vault_name: str, fault: Fault | None) -> None:
@@ -1585,7 +1605,7 @@ class FakeArm:
                     self.identity_fault = None
             return fault
 
-    # -- the rate limit and the test-only counters --
+    # -- the rate limit and the counters --
 
     @property
     def ratelimit_remaining(self) -> int:
@@ -1623,10 +1643,11 @@ class FakeArm:
             return 0, max(1, math.ceil((1 - tokens) / self.ratelimit_refill))
 
     def stats(self) -> Json:
-        """TEST-ONLY counters (served at GET /_fake/stats): replies by operation and status, ARM's replies
-        in total and with 429, requests in flight, ARM requests per subscription, when each operation was
-        first asked and last answered (clock()), the buckets, and stats_extra's JSON. Operations: identity,
-        vaults_list, vault_get, jobs_list, jobs_next_page, jobs_get, items_list, items_next_page, unknown."""
+        """Counters for tests and the benchmark (which serve them with add_route): replies by operation and
+        status, ARM's replies in total and with 429, requests in flight, ARM requests per subscription, when
+        each operation was first asked and last answered (clock()), the buckets, and stats_extra's JSON.
+        Operations: identity, vaults_list, vault_get, jobs_list, jobs_next_page, jobs_get, items_list,
+        items_next_page, unknown."""
         with self._lock:
             counts = {operation: dict(statuses) for operation, statuses in self._counts.items()}
             arm = {operation: statuses for operation, statuses in counts.items() if operation != "identity"}
@@ -1667,8 +1688,9 @@ class FakeArm:
         """One request in, one reply out; called by the HTTP handler thread."""
         parts = urlsplit(target)
         path = unquote(parts.path)
-        if path.rstrip("/").lower() == STATS_PATH:
-            return self._serve_stats(method)
+        extra = self.extra_routes.get(_route_key(path)) if self.extra_routes else None
+        if extra is not None:
+            return self._serve_extra(method, extra)
         query: dict[str, str] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             query.setdefault(key, value)
@@ -1692,10 +1714,10 @@ class FakeArm:
         self._count(operation, reply.status, started)
         return reply
 
-    def _serve_stats(self, method: str) -> _Reply:
+    def _serve_extra(self, method: str, route: ExtraRoute) -> _Reply:
         if method != "GET":
             return _json_reply(405, {"error": "only GET"})
-        return _json_reply(200, self.stats())
+        return _json_reply(200, route())
 
     def _serve_identity(self, request: _Incoming) -> _Reply:
         fault = self._take_identity_fault()
@@ -2034,10 +2056,10 @@ __all__ = [
     "PROTECTED_ITEM_RESOURCE_TYPE",
     "PROTECTED_ITEM_TYPES",
     "RATELIMIT_CAPACITY",
-    "STATS_PATH",
     "THROTTLED_CODE",
     "VAULTS_API_VERSIONS",
     "WEEKDAYS",
+    "ExtraRoute",
     "FakeArm",
     "FakeEstate",
     "FakeVault",
