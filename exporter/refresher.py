@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 
 from .arm import ArmClient, ArmError, AuthError
 from .models import VaultRef, parse_vault
+from .recovery_services import RecoveryServicesVault
 from .settings import Settings
 from .telemetry import Telemetry
-from .vault import ListedJobs, VaultSnapshot, VaultState
+from .vault import ListedJobs, Vault, VaultSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class Refresher:
         self._ready = False
         self.on_refreshed: Callable[[VaultSnapshot], None] | None = None  # e.g. pre-render the vault
 
-    def _new_state(self, ref: VaultRef, location: str = "") -> VaultState:
-        return VaultState(ref, self.settings.lookback, location, self.clock, self.settings.items_refresh_interval)
+    def _new_state(self, ref: VaultRef, location: str = "") -> Vault:
+        return RecoveryServicesVault(ref, self.settings.lookback, location, self.clock,
+                                     self.settings.items_refresh_interval)
 
     # --- what the collector reads ----------------------------------------------------------------
 
@@ -94,7 +96,7 @@ class Refresher:
         self._inflight[key] = future
         future.add_done_callback(lambda _: self._done(key))
 
-    def _submit_vault(self, state: VaultState) -> None:
+    def _submit_vault(self, state: Vault) -> None:
         """A vault's refresh is two tasks: its lists, then its details. The details task is queued when
         the lists are done, behind every list already queued, so at 20,000 items every job's status
         is out after all the lists (a minute) rather than after all the details (minutes)."""
@@ -140,7 +142,7 @@ class Refresher:
 
     # --- the work --------------------------------------------------------------------------------
 
-    def _list_vault(self, state: VaultState, refreshed: Future[None]) -> None:
+    def _list_vault(self, state: Vault, refreshed: Future[None]) -> None:
         started = time.perf_counter()
         try:
             listed = state.list_jobs(self.client, self.telemetry.parse_error)
@@ -153,7 +155,7 @@ class Refresher:
             self.on_refreshed(state.snapshot)  # pre-render the jobs' status, so no scrape waits for it
         self._queue(refreshed, self._detail_vault, state, listed, refreshed)
 
-    def _detail_vault(self, state: VaultState, listed: ListedJobs, refreshed: Future[None]) -> None:
+    def _detail_vault(self, state: Vault, listed: ListedJobs, refreshed: Future[None]) -> None:
         started = time.perf_counter()
         try:
             state.fetch_details(self.client, self.telemetry.parse_error, listed)
@@ -166,7 +168,7 @@ class Refresher:
         finally:
             refreshed.set_result(None)
 
-    def _refresh_failed(self, state: VaultState, exc: Exception, duration: float) -> None:
+    def _refresh_failed(self, state: Vault, exc: Exception, duration: float) -> None:
         if isinstance(exc, AuthError):
             state.mark_failed(duration, exc)
             self._auth_failed(exc)
@@ -239,12 +241,12 @@ class Refresher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _interleaved_by_subscription(states: Iterable[VaultState]) -> list[VaultState]:
+def _interleaved_by_subscription(states: Iterable[Vault]) -> list[Vault]:
     """One vault of each subscription in turn: ARM's budget is per subscription, so spread the workers."""
-    queues: dict[str, list[VaultState]] = {}
+    queues: dict[str, list[Vault]] = {}
     for state in sorted(states, key=lambda s: s.ref.key):
         queues.setdefault(state.ref.subscription_id, []).append(state)
-    ordered: list[VaultState] = []
+    ordered: list[Vault] = []
     while queues:
         for sub in list(queues):
             ordered.append(queues[sub].pop(0))
