@@ -35,10 +35,11 @@ def parse_duration(text: str) -> float:
     value = text.strip()
     iso = _ISO_DURATION.match(value)
     if iso:
-        parts = {k: float(v) for k, v in iso.groupdict().items() if v and k != "sign"}
-        if not parts:
+        parts = iso.group(*_ISO_UNIT_SECONDS)
+        if not any(parts):
             raise ValueError(f"empty duration {text!r}")
-        seconds = sum(parts.get(unit, 0.0) * factor for unit, factor in _ISO_UNIT_SECONDS.items())
+        units = zip(parts, _ISO_UNIT_SECONDS.values(), strict=True)
+        seconds = sum(float(part) * factor for part, factor in units if part)
         return -seconds if iso.group("sign") else seconds
     dotnet = _DOTNET_TIMESPAN.match(value)
     if dotnet:
@@ -65,14 +66,17 @@ def parse_size(text: str) -> float:
 def parse_timestamp(text: str) -> float:
     """Unix seconds of an ARM date-time ('2022-05-13T10:09:27.2801342Z', 6 or 7 fractional digits)."""
     value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    # Python's fromisoformat takes at most 6 fractional digits; Azure sends 7.
-    value = re.sub(r"(\.\d{6})\d+", r"\1", value)
-    parsed = datetime.fromisoformat(value)
+    try:
+        # Python 3.11's fromisoformat takes Azure's form as it is (Z, 7 digits): every job has two of these.
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = datetime.fromisoformat(_FRACTION_BEYOND_MICROSECONDS.sub(r"\1", value.replace("z", "Z")))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+_FRACTION_BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
 
 
 def format_filter_time(moment: datetime) -> str:
