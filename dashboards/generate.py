@@ -844,7 +844,8 @@ def backup_item() -> Json:
                    [target(f"{per_op} (azure_backup_job_last_size_bytes{i})", "{{operation}}")],
                    unit="bytes", step_line=True),
         table("Latest job per operation",
-              "The latest job of each operation: job ID (for `az backup job show`), status and times.",
+              "The latest job of each operation: status and times, and its job ID (for `az backup job show`) "
+              "when the exporter runs with COLLECTOR_JOB_INFO=true (off by default: a new series per item a day).",
               grid(0, 27, 14, 8),
               [
                   # container_name: Azure's raw containerName, what `az backup` takes as --container-name.

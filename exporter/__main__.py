@@ -26,6 +26,7 @@ AUTH_ENV = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_
             "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
             "MSI_ENDPOINT")
 SECRET_ENV = frozenset({"AZURE_CLIENT_SECRET", "IDENTITY_HEADER"})
+COLLECTOR_PREFIX = "collector_"  # settings that are collector switches: --[no-]collector.<name>
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", dest="shard_spec", metavar="I/N",
                         help="watch only shard I of N (AZURE_BACKUP_EXPORTER_SHARD and _SHARDS)")
     for name, field in Settings.model_fields.items():
-        if name not in ("listen_address", "shard", "shards"):
+        if name.startswith(COLLECTOR_PREFIX):
+            # node_exporter's style: --collector.tasks turns it on, --no-collector.tasks off.
+            collector = name.removeprefix(COLLECTOR_PREFIX).replace("_", "-")
+            parser.add_argument(f"--collector.{collector}", dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=f"{env_name(name)} (default: {'on' if field.default else 'off'})")
+        elif name not in ("listen_address", "shard", "shards"):
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE",
                                 help=f"{env_name(name)} (default: {_default_text(field.default)})")
     parser.add_argument("--once", action="store_true", help="refresh once, print the metrics, exit")

@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
@@ -76,6 +77,18 @@ class _ArmRetry(Retry):
         if self.client is not None and time.monotonic() + wait > self.client.context.deadline:
             raise MaxRetryError(_pool, url or "", ResponseError(f"retry budget spent (next wait {wait:.0f}s)"))
         return fresh
+
+
+class _BearerAuth(AuthBase):
+    """The token as requests' auth rather than a header: with no auth given, requests reads ~/.netrc on every
+    call (a file lookup per request) and would replace the token with a netrc entry's Basic credentials."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
 
 
 class ArmClient:
@@ -148,14 +161,15 @@ class ArmClient:
         """GET an absolute ARM URL and return its JSON object; raises ArmError on any failure."""
         if _origin(url) != self._origin:
             raise ArmError(f"refusing to send the token to {_show(url)}: not the ARM endpoint {self.base_url}")
-        headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+        auth, headers = _BearerAuth(self.token()), {"Accept": "application/json"}
         self.context.operation = operation
         self.context.subscription = _subscription_of(url)
         self.limiter.acquire(self.context.subscription)
         self.context.deadline = time.monotonic() + self._retry_budget
         started = time.perf_counter()
         try:
-            response = self.session.get(url, headers=headers, timeout=self._timeout, allow_redirects=False)
+            response = self.session.get(url, headers=headers, auth=auth, timeout=self._timeout,
+                                        allow_redirects=False)
         except requests.RequestException as exc:
             self._telemetry.record_failure(operation)
             raise ArmError(f"{operation}: {type(exc).__name__}: {_one_line(exc)}") from exc

@@ -15,6 +15,8 @@ ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "contai
 JOB_LABELS: tuple[str, ...] = (*ITEM_LABELS, "operation")
 
 CACHE_NOTE = " Cached: may be up to REFRESH_INTERVAL old."
+# The one-hot families emit only the current value's series unless STATE_SERIES is `all`.
+ONE_HOT_NOTE = "; with STATE_SERIES=all also 0 for the other known values."
 ITEMS_CACHE_NOTE = " From the protected-items list, refreshed every ITEMS_REFRESH_INTERVAL (default 5m)."
 
 
@@ -24,6 +26,8 @@ class MetricSpec:
     type: str  # gauge, counter, histogram
     labels: tuple[str, ...]
     help: str
+    # The switch that turns the family on or off (`--collector.<name>`); "" for families always on.
+    collector: str = ""
 
     def sample_names(self) -> tuple[str, ...]:
         """The sample names this family renders in the text exposition."""
@@ -34,18 +38,18 @@ class MetricSpec:
         return (self.name,)
 
 
-def _spec(name: str, type_: str, labels: tuple[str, ...], help_: str) -> MetricSpec:
-    return MetricSpec(name, type_, labels, help_)
+def _spec(name: str, type_: str, labels: tuple[str, ...], help_: str, collector: str = "") -> MetricSpec:
+    return MetricSpec(name, type_, labels, help_, collector)
 
 
 JOB_LAST_STATUS = _spec(
     "azure_backup_job_last_status", "gauge", (*JOB_LABELS, "status"),
     "Status of the latest job (by start time) of each backup item and operation: "
-    "1 for the current status, 0 for the others." + CACHE_NOTE)
+    "1 for the current status" + ONE_HOT_NOTE + CACHE_NOTE)
 JOB_LAST_INFO = _spec(
     "azure_backup_job_last_info", "gauge",
     (*JOB_LABELS, "job_id", "job_type", "container_name", "workload_type"),
-    "Identity of the latest job of each backup item and operation; always 1." + CACHE_NOTE)
+    "Identity of the latest job of each backup item and operation; always 1." + CACHE_NOTE, "job-info")
 JOB_LAST_START = _spec(
     "azure_backup_job_last_start_timestamp_seconds", "gauge", JOB_LABELS,
     "Start time of the latest job of each backup item and operation, in Unix seconds." + CACHE_NOTE)
@@ -62,7 +66,7 @@ JOB_LAST_SIZE = _spec(
     + CACHE_NOTE)
 JOB_LAST_TASK_STATUS = _spec(
     "azure_backup_job_last_task_status", "gauge", (*JOB_LABELS, "task", "status"),
-    "Tasks of the latest job with their current status; always 1." + CACHE_NOTE)
+    "Tasks of the latest job with their current status; always 1." + CACHE_NOTE, "tasks")
 LAST_SUCCESS = _spec(
     "azure_backup_last_successful_backup_timestamp_seconds", "gauge", ITEM_LABELS,
     "Time of the item's last successful backup, in Unix seconds: the newest of the end of its latest "
@@ -96,25 +100,24 @@ TRANSFERRED = _spec(
 ITEM_INFO = _spec(
     "azure_backup_item_info", "gauge",
     (*ITEM_LABELS, "item_type", "workload_type", "policy", "container_name", "source_resource_id"),
-    "One series per protected item; always 1." + ITEMS_CACHE_NOTE)
+    "One series per protected item; always 1." + ITEMS_CACHE_NOTE, "items")
 ITEM_LAST_BACKUP = _spec(
     "azure_backup_item_last_backup_timestamp_seconds", "gauge", ITEM_LABELS,
-    "The protected item's lastBackupTime, in Unix seconds." + ITEMS_CACHE_NOTE)
+    "The protected item's lastBackupTime, in Unix seconds." + ITEMS_CACHE_NOTE, "items")
 ITEM_LAST_BACKUP_STATUS = _spec(
     "azure_backup_item_last_backup_status", "gauge", (*ITEM_LABELS, "status"),
-    "The protected item's lastBackupStatus: 1 for the current value, 0 for the other known ones."
-    + ITEMS_CACHE_NOTE)
+    "The protected item's lastBackupStatus: 1 for the current value" + ONE_HOT_NOTE + ITEMS_CACHE_NOTE, "items")
 ITEM_HEALTH = _spec(
     "azure_backup_item_health_status", "gauge", (*ITEM_LABELS, "status"),
     "The protected item's healthStatus (protectedItemHealthStatus for workload items): 1 for the current "
-    "value, 0 for the other known ones; absent for item types that report no health." + ITEMS_CACHE_NOTE)
+    "value" + ONE_HOT_NOTE + " Absent for item types that report no health." + ITEMS_CACHE_NOTE, "items")
 ITEM_PROTECTION_STATE = _spec(
     "azure_backup_item_protection_state", "gauge", (*ITEM_LABELS, "state"),
-    "The protected item's protectionState: 1 for the current value, 0 for the other known ones."
-    + ITEMS_CACHE_NOTE)
+    "The protected item's protectionState: 1 for the current value" + ONE_HOT_NOTE + ITEMS_CACHE_NOTE,
+    "items")
 ITEM_LAST_RECOVERY_POINT = _spec(
     "azure_backup_item_last_recovery_point_timestamp_seconds", "gauge", ITEM_LABELS,
-    "The protected item's lastRecoveryPoint, in Unix seconds, where Azure gives it." + ITEMS_CACHE_NOTE)
+    "The protected item's lastRecoveryPoint, in Unix seconds, where Azure gives it." + ITEMS_CACHE_NOTE, "items")
 ITEM_EXPECTED_INTERVAL = _spec(
     "azure_backup_item_expected_backup_interval_seconds", "gauge", (*ITEM_LABELS, "kind"),
     "Longest time between two scheduled backups of the item, per kind (full, differential, log, ...), from "
@@ -180,11 +183,16 @@ PROCESS = (
           "Start time of the process since unix epoch in seconds." + PROCESS_HELP),
 )
 
-CATALOGUE: tuple[MetricSpec, ...] = (
+# The families rendered from each vault's job and item data, in exposition order.
+VAULT_DATA: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
-    ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
+    ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL,
+)
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    *VAULT_DATA, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
     VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
     DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
     SHARD_INFO, BUILD_INFO, *PROCESS,
@@ -202,7 +210,8 @@ def markdown_table() -> str:
     for spec in CATALOGUE:
         name = spec.sample_names()[0] if spec.type == "counter" else spec.name
         labels = _short_labels(spec.labels)
-        rows.append(f"| `{name}` | {spec.type} | {labels} | {spec.help.replace(CACHE_NOTE, '')} |")
+        switch = f" Switch: `--[no-]collector.{spec.collector}`." if spec.collector else ""
+        rows.append(f"| `{name}` | {spec.type} | {labels} | {spec.help.replace(CACHE_NOTE, '')}{switch} |")
     return "\n".join(rows)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from collections import Counter as Tally
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,10 +23,9 @@ from .models import (
     ITEM_HEALTH_STATUSES,
     KNOWN_STATUSES,
     PROTECTION_STATES,
-    Job,
-    VaultRef,
 )
 from .refresher import Refresher
+from .settings import Settings
 from .vault import DURATION_BUCKETS, VaultSnapshot
 
 
@@ -51,13 +52,14 @@ class BackupCollector(Collector):
 
     def __init__(self, refresher: Refresher) -> None:
         self.refresher = refresher
+        self.options = SeriesOptions.from_settings(refresher.settings)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # a private registry: no collect() at registration, so no API call
 
     def collect(self) -> Iterator[Metric]:
         snapshots = self.refresher.snapshots()
-        yield from _merge([vault_data_families(snap) for snap in snapshots])
+        yield from _merge([vault_data_families(snap, self.options) for snap in snapshots], self.options)
         yield from self.status_families(snapshots)
 
     def status_families(self, snapshots: list[VaultSnapshot]) -> list[Metric]:
@@ -87,60 +89,129 @@ class BackupCollector(Collector):
         return [info, success, error, duration, refreshed, discovery, up, shard, build]
 
 
-def vault_data_families(snap: VaultSnapshot) -> list[Metric]:
-    """Every job and item family for one vault, in catalogue order; all present, even when empty."""
-    vault, data = snap.ref.labels, snap.data
-    latest = LatestJobFamilies()
-    for _, job in sorted(data.latest_jobs().items()):
-        latest.add(vault, job)
-    last_success = _gauge(c.LAST_SUCCESS)
-    for item_key, when in sorted(data.last_success.items()):
-        last_success.add_metric([*vault, *item_key], when)
-    by_kind = _gauge(c.LAST_SUCCESS_BY_KIND)
-    for (item_key, kind), when in sorted(data.last_success_by_kind.items()):
-        by_kind.add_metric([*vault, *item_key, kind], when)
-    jobs = _gauge(c.JOBS)
-    tally = Tally((j.backup_management_type, j.operation, j.status) for j in data.jobs)
-    for key, count in sorted(tally.items()):
-        jobs.add_metric([*vault, *key], count)
-    finished = _counter(c.JOBS_FINISHED)
-    for status_key, count in sorted(data.stats.finished.items()):
-        finished.add_metric([*vault, *status_key], count)
-    durations = HistogramMetricFamily(c.JOB_DURATION.name, c.JOB_DURATION.help, labels=c.JOB_DURATION.labels)
-    for type_op, counts in sorted(data.stats.bucket_counts.items()):
-        durations.add_metric([*vault, *type_op], _cumulative(counts), data.stats.duration_sum[type_op])
-    transferred = _counter(c.TRANSFERRED)
-    for type_op, total in sorted(data.stats.transferred.items()):
-        transferred.add_metric([*vault, *type_op], total)
-    return [*latest.families(), last_success, by_kind, jobs, finished, durations, transferred,
-            *_item_families(snap)]
+@dataclass(frozen=True)
+class SeriesOptions:
+    """What /metrics exposes of each vault's data: the collector switches and the one-hot mode."""
+
+    tasks: bool = True
+    job_info: bool = False
+    items: bool = True
+    all_states: bool = False  # one-hot families: a 0 series for every known value besides the current 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SeriesOptions:
+        return cls(settings.collector_tasks, settings.collector_job_info, settings.collector_items,
+                   settings.state_series == "all")
+
+    def enabled(self, spec: c.MetricSpec) -> bool:
+        switches = {"tasks": self.tasks, "job-info": self.job_info, "items": self.items}
+        return switches.get(spec.collector, True)
+
+    def families(self) -> tuple[c.MetricSpec, ...]:
+        """The vault data families exposed, in exposition order: all present, even when empty."""
+        return tuple(spec for spec in c.VAULT_DATA if self.enabled(spec))
 
 
-def _item_families(snap: VaultSnapshot) -> list[Metric]:
-    info, last_backup = _gauge(c.ITEM_INFO), _gauge(c.ITEM_LAST_BACKUP)
-    status, health = _gauge(c.ITEM_LAST_BACKUP_STATUS), _gauge(c.ITEM_HEALTH)
-    protection, recovery_point = _gauge(c.ITEM_PROTECTION_STATE), _gauge(c.ITEM_LAST_RECOVERY_POINT)
-    for item in snap.data.items:
-        labels = [*snap.ref.labels, *item.item_key]
-        info.add_metric([*labels, item.item_type, item.workload_type, item.policy, item.container_name,
-                         item.source_resource_id], 1)
-        if item.last_backup_time is not None:
-            last_backup.add_metric(labels, item.last_backup_time)
-        if item.last_recovery_point is not None:
-            recovery_point.add_metric(labels, item.last_recovery_point)
-        _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status)
-        _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status)
-        _add_enum(protection, labels, PROTECTION_STATES, item.protection_state)
-    expected = _gauge(c.ITEM_EXPECTED_INTERVAL)
-    for (item_key, kind), seconds in sorted(snap.data.expected_intervals.items()):
-        expected.add_metric([*snap.ref.labels, *item_key, kind], seconds)
-    return [info, last_backup, status, health, protection, recovery_point, expected]
+ALL_SERIES = SeriesOptions(tasks=True, job_info=True, items=True, all_states=True)
+
+Labels = tuple[str, ...]
+# A family's samples as plain rows: (label values in the spec's order, value); a histogram's rows are
+# (label values, per-bucket counts, sum). Cheaper to build than prometheus_client's samples, and rendered
+# either straight to text (exposition.py) or, for the uncached path, as metric families (to_metric).
+Row = tuple[Labels, float]
+HistogramRow = tuple[Labels, list[int], float]
 
 
-def _merge(per_vault: list[list[Metric]]) -> list[Metric]:
+class VaultRows:
+    """Every exposed family's rows for one vault, built from its snapshot in one pass."""
+
+    def __init__(self, snap: VaultSnapshot, options: SeriesOptions) -> None:
+        self.options = options
+        self.vault = snap.ref.labels
+        self.rows: dict[c.MetricSpec, list[Any]] = {spec: [] for spec in c.VAULT_DATA}
+        self._latest_jobs(snap)
+        self._job_totals(snap)
+        if options.items:
+            self._items(snap)
+        expected = self.rows[c.ITEM_EXPECTED_INTERVAL]
+        for (item_key, kind), seconds in sorted(snap.data.expected_intervals.items()):
+            expected.append(((*self.vault, *item_key, kind), seconds))
+
+    def in_order(self) -> list[tuple[c.MetricSpec, list[Any]]]:
+        return [(spec, self.rows[spec]) for spec in self.options.families()]
+
+    def _latest_jobs(self, snap: VaultSnapshot) -> None:
+        rows, options = self.rows, self.options
+        status, info, start, end = (rows[c.JOB_LAST_STATUS], rows[c.JOB_LAST_INFO], rows[c.JOB_LAST_START],
+                                    rows[c.JOB_LAST_END])
+        duration, size, tasks = rows[c.JOB_LAST_DURATION], rows[c.JOB_LAST_SIZE], rows[c.JOB_LAST_TASK_STATUS]
+        for _, job in sorted(snap.data.latest_jobs().items()):
+            labels = (*self.vault, *job.item_key, job.operation)
+            _add_enum(status, labels, KNOWN_STATUSES, job.status, options.all_states)
+            if options.job_info:
+                info.append(((*labels, job.job_id, job.job_type, job.container_name, job.workload_type), 1.0))
+            if job.start is not None:
+                start.append((labels, job.start))
+            if job.end is not None and job.finished:
+                end.append((labels, job.end))
+            if job.duration is not None:
+                duration.append((labels, job.duration))
+            if job.size_bytes is not None:
+                size.append((labels, job.size_bytes))
+            if options.tasks:
+                tasks.extend(((*labels, task.name, task.status), 1.0) for task in job.tasks or ())
+
+    def _job_totals(self, snap: VaultSnapshot) -> None:
+        data, vault, rows = snap.data, self.vault, self.rows
+        rows[c.LAST_SUCCESS] = [((*vault, *key), when) for key, when in sorted(data.last_success.items())]
+        rows[c.LAST_SUCCESS_BY_KIND] = [((*vault, *key, kind), when)
+                                        for (key, kind), when in sorted(data.last_success_by_kind.items())]
+        tally = Tally((j.backup_management_type, j.operation, j.status) for j in data.jobs)
+        rows[c.JOBS] = [((*vault, *key), float(count)) for key, count in sorted(tally.items())]
+        rows[c.JOBS_FINISHED] = [((*vault, *key), float(n)) for key, n in sorted(data.stats.finished.items())]
+        rows[c.JOB_DURATION] = [((*vault, *key), counts, data.stats.duration_sum[key])
+                                for key, counts in sorted(data.stats.bucket_counts.items())]
+        rows[c.TRANSFERRED] = [((*vault, *key), total) for key, total in sorted(data.stats.transferred.items())]
+
+    def _items(self, snap: VaultSnapshot) -> None:
+        rows, all_states = self.rows, self.options.all_states
+        info, last_backup = rows[c.ITEM_INFO], rows[c.ITEM_LAST_BACKUP]
+        status, health = rows[c.ITEM_LAST_BACKUP_STATUS], rows[c.ITEM_HEALTH]
+        protection, recovery_point = rows[c.ITEM_PROTECTION_STATE], rows[c.ITEM_LAST_RECOVERY_POINT]
+        for item in snap.data.items:
+            labels = (*self.vault, *item.item_key)
+            info.append(((*labels, item.item_type, item.workload_type, item.policy, item.container_name,
+                          item.source_resource_id), 1.0))
+            if item.last_backup_time is not None:
+                last_backup.append((labels, item.last_backup_time))
+            if item.last_recovery_point is not None:
+                recovery_point.append((labels, item.last_recovery_point))
+            _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status, all_states)
+            _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status, all_states)
+            _add_enum(protection, labels, PROTECTION_STATES, item.protection_state, all_states)
+
+
+def vault_data_families(snap: VaultSnapshot, options: SeriesOptions) -> list[Metric]:
+    """Every exposed job and item family for one vault as prometheus_client families (the uncached path)."""
+    return [to_metric(spec, rows) for spec, rows in VaultRows(snap, options).in_order()]
+
+
+def to_metric(spec: c.MetricSpec, rows: list[Any]) -> Metric:
+    if spec.type == "histogram":
+        histogram = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+        for labels, counts, total in rows:
+            histogram.add_metric(list(labels), _cumulative(counts), total)
+        return histogram
+    family = _counter(spec) if spec.type == "counter" else _gauge(spec)
+    for labels, value in rows:
+        family.add_metric(list(labels), value)
+    return family
+
+
+def _merge(per_vault: list[list[Metric]], options: SeriesOptions) -> list[Metric]:
     """One family per metric with every vault's samples, for the registry's (uncached) rendering."""
     if not per_vault:
-        return vault_data_families(VaultSnapshot(VaultRef("", "", "")))
+        return [to_metric(spec, []) for spec in options.families()]
     merged = per_vault[0]
     for families in per_vault[1:]:
         for target, family in zip(merged, families, strict=True):
@@ -148,44 +219,16 @@ def _merge(per_vault: list[list[Metric]]) -> list[Metric]:
     return merged
 
 
-class LatestJobFamilies:
-    """The families that describe the latest job of each backup item and operation."""
-
-    def __init__(self) -> None:
-        self.status, self.info = _gauge(c.JOB_LAST_STATUS), _gauge(c.JOB_LAST_INFO)
-        self.start, self.end = _gauge(c.JOB_LAST_START), _gauge(c.JOB_LAST_END)
-        self.duration, self.size = _gauge(c.JOB_LAST_DURATION), _gauge(c.JOB_LAST_SIZE)
-        self.tasks = _gauge(c.JOB_LAST_TASK_STATUS)
-
-    def add(self, vault: tuple[str, str, str], job: Job) -> None:
-        labels = [*vault, *job.item_key, job.operation]
-        _add_enum(self.status, labels, KNOWN_STATUSES, job.status)
-        self.info.add_metric([*labels, job.job_id, job.job_type, job.container_name, job.workload_type], 1)
-        if job.start is not None:
-            self.start.add_metric(labels, job.start)
-        if job.end is not None and job.finished:
-            self.end.add_metric(labels, job.end)
-        if job.duration is not None:
-            self.duration.add_metric(labels, job.duration)
-        if job.size_bytes is not None:
-            self.size.add_metric(labels, job.size_bytes)
-        for task in job.tasks or ():
-            self.tasks.add_metric([*labels, task.name, task.status], 1)
-
-    def families(self) -> tuple[Metric, ...]:
-        return (self.status, self.info, self.start, self.end, self.duration, self.size, self.tasks)
-
-
-def _add_enum(family: GaugeMetricFamily, labels: list[str], known: tuple[str, ...], current: str) -> None:
-    """One series per known value (and the current one if Azure sent another), 1 for the current.
-
-    Nothing when Azure sent no value (MARS and DPM items report no health, for one).
-    """
+def _add_enum(rows: list[Row], labels: Labels, known: tuple[str, ...], current: str, all_states: bool) -> None:
+    """1 for the current value; with all_states also 0 for every other known value (and the current one is
+    added if Azure sent another). Nothing when Azure sent no value (MARS and DPM items report no health)."""
     if not current:
         return
+    if not all_states:
+        rows.append(((*labels, current), 1.0))
+        return
     values = known if current in known else (*known, current)
-    for value in values:
-        family.add_metric([*labels, value], 1 if value == current else 0)
+    rows.extend(((*labels, value), 1.0 if value == current else 0.0) for value in values)
 
 
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:

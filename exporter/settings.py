@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     listen_address: str = ":9934"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["logfmt", "json"] = "logfmt"
+    # What /metrics exposes (README, "Series per item"): the collector switches (--collector.<name>) and
+    # whether the one-hot families emit a 0 series for every known state besides the current one's 1.
+    collector_tasks: bool = True
+    collector_job_info: bool = False  # a new series per item and day: each new job has a new job_id
+    collector_items: bool = True
+    state_series: Literal["all", "current"] = "current"
 
     @classmethod
     def settings_customise_sources(
@@ -197,6 +203,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("state_series", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _has_vault_source(self) -> Settings:

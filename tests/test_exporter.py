@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -86,12 +87,18 @@ def _exporter(make_exporter: Callable[..., Exporter], *vaults: FakeVault, **over
     return make_exporter(fixed_clock(NOW), vaults=",".join(v.id for v in vaults), **overrides)
 
 
+ALL_SERIES = {"collector_tasks": "true", "collector_job_info": "true", "collector_items": "true",
+              "state_series": "all"}
+
+
+@pytest.mark.parametrize(("golden_name", "overrides"), [("two_vaults.prom", {}),
+                                                         ("two_vaults_all_series.prom", ALL_SERIES)])
 def test_golden_exposition(two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter],
-                           request: pytest.FixtureRequest) -> None:
-    exporter = _exporter(make_exporter, *two_vaults)
+                           request: pytest.FixtureRequest, golden_name: str, overrides: dict[str, str]) -> None:
+    exporter = _exporter(make_exporter, *two_vaults, **overrides)
     exporter.scrape()
     text = drop_volatile(exporter.scrape())  # a second scrape: counters stay put when nothing changed
-    golden = GOLDEN / "two_vaults.prom"
+    golden = GOLDEN / golden_name
     if request.config.getoption("--update-golden"):
         golden.write_text(text)
     assert text == golden.read_text()
@@ -104,7 +111,8 @@ def test_latest_job_status_and_details(two_vaults: tuple[FakeVault, FakeVault],
     exporter.scrape()
     web = _item(prod, "vm-web")
     assert exporter.value("azure_backup_job_last_status", **web, status="Failed") == 1
-    assert exporter.value("azure_backup_job_last_status", **web, status="Completed") == 0
+    # only the current status has a series by default (STATE_SERIES=current)
+    assert exporter.value("azure_backup_job_last_status", **web, status="Completed") is None
     # last success survives a newer failure
     assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds",
                           **{k: v for k, v in web.items() if k != "operation"}) == pytest.approx(
@@ -355,7 +363,7 @@ def test_every_job_type_parses(estate: FakeEstate, make_exporter: Callable[..., 
         estate.add_job(vault.name, make_job(_guid(n), vault=vault, item=f"item-{n}", job_type=job_type,
                                             backup_management_type=bmt, start=NOW - H, end=NOW - H / 2,
                                             duration="00:30:00"))
-    exporter = _exporter(make_exporter, vault)
+    exporter = _exporter(make_exporter, vault, collector_job_info="true")  # the info series carries job_type
     text = exporter.scrape()
     for n, (job_type, bmt, container) in enumerate(kinds):
         labels = _item(vault, f"item-{n}", bmt=bmt, container=container)
@@ -374,6 +382,21 @@ def test_no_token_leaves_the_arm_endpoint_in_any_request(two_vaults: tuple[FakeV
     agents = {r.headers.get("User-Agent", "") for r in arm.requests if not r.path.startswith("/msi")}
     assert agents and all(a.startswith("azure-backup-exporter/") for a in agents)
     assert requests.get(f"{arm.url}/subscriptions", timeout=5).status_code == 401  # the fake checks tokens
+
+
+def test_a_netrc_entry_for_the_arm_host_does_not_replace_the_token(
+        two_vaults: tuple[FakeVault, FakeVault], arm: FakeArm, make_exporter: Callable[..., Exporter],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests puts a ~/.netrc entry's Basic credentials on a request that has no auth of its own."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {urlsplit(arm.url).hostname} login someone password not-for-azure\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    exporter = _exporter(make_exporter, *two_vaults)
+    exporter.scrape()
+    assert exporter.value("azure_backup_vault_scrape_success", **_vault_labels(two_vaults[0])) == 1
+    sent = {r.headers.get("Authorization", "").split(" ")[0] for r in arm.requests if not r.path.startswith("/msi")}
+    assert sent == {"Bearer"}
 
 
 def test_vaults_are_refreshed_one_subscription_at_a_time_in_turn(
@@ -473,7 +496,7 @@ def test_a_gzip_scrape_is_the_plain_scrape_compressed_in_both_formats(
 
 def test_every_catalogued_family_is_exposed_with_the_process_metrics(
         two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter]) -> None:
-    text = _exporter(make_exporter, *two_vaults).scrape()
+    text = _exporter(make_exporter, *two_vaults, **ALL_SERIES).scrape()
     for spec in CATALOGUE:
         name = spec.sample_names()[0] if spec.type == "counter" else spec.name
         assert f"# TYPE {name} {spec.type}\n" in text, name

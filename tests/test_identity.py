@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
 from exporter.identity import ItemDirectory, item_container, job_identity
 from exporter.models import parse_item, parse_job
+from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
 
 from .conftest import FIXTURES, SUB_A, Exporter, assert_every_series_once, fixed_clock
 
@@ -247,7 +247,7 @@ def test_one_share_name_in_two_storage_accounts_is_two_items(
     healthy = _labels(vault, "AzureStorage", "sarathafssa4", "afs1", operation="Backup")
     assert exporter.value("azure_backup_job_last_status", **failing, status="Failed") == 1
     assert exporter.value("azure_backup_job_last_status", **healthy, status="Completed") == 1
-    assert exporter.value("azure_backup_job_last_status", **healthy, status="Failed") == 0
+    assert exporter.value("azure_backup_job_last_status", **healthy, status="Failed") is None
     assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds",
                           **{k: v for k, v in failing.items() if k != "operation"}) is None
     assert len(_series_of(text, "azure_backup_item_info")) == 2

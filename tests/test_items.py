@@ -7,7 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from exporter.simulator.fakearm import NEVER_BACKED_UP, FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
+from exporter.simulator.fakearm import (
+    NEVER_BACKED_UP,
+    FakeArm,
+    FakeEstate,
+    FakeVault,
+    Fault,
+    make_job,
+    make_protected_item,
+)
 
 from .conftest import NOW, SUB_A, Exporter, fixed_clock
 
@@ -70,7 +78,7 @@ def test_a_restarted_exporter_knows_the_last_success_on_its_first_scrape(
     # a failed lastBackupTime is not a success
     assert restarted.value("azure_backup_item_last_backup_status", **labels, status="Failed") == 1
     assert restarted.value("azure_backup_item_health_status", **labels, status="ActionRequired") == 1
-    assert restarted.value("azure_backup_item_health_status", **labels, status="Passed") == 0
+    assert restarted.value("azure_backup_item_health_status", **labels, status="Passed") is None  # not current
 
 
 def test_a_newer_successful_job_wins_over_the_items_record(
@@ -117,12 +125,13 @@ def test_every_item_type_parses(item_type: str, bmt: str, status: str, health: s
 
 def test_stopped_and_unknown_states_each_get_a_series(vault: FakeVault, estate: FakeEstate,
                                                       make_exporter: Callable[..., Exporter]) -> None:
+    """With STATE_SERIES=all, every known state has a series (0 unless current), and an unknown one is added."""
     estate.add_item(vault.name, make_protected_item(vault=vault, friendly_name="vm-retired",
                                                     protection_state="ProtectionStopped",
                                                     last_backup_status="Completed", last_backup_time=NOW - 40 * D))
     estate.add_item(vault.name, make_protected_item(vault=vault, friendly_name="vm-future",
                                                     protection_state="QuantumShielded", health_status="Passed"))
-    exporter = _exporter(make_exporter, vault)
+    exporter = _exporter(make_exporter, vault, state_series="all")
     exporter.scrape()
     assert exporter.value("azure_backup_item_protection_state", **_labels(vault, "vm-retired"),
                           state="ProtectionStopped") == 1

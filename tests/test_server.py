@@ -19,8 +19,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, make_job
 from exporter.server import scrape_deadline
+from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, make_job
 
 from .conftest import SUB_A
 
@@ -130,6 +130,7 @@ def test_once_exits_1_when_no_vault_refreshed(arm: FakeArm, vault: FakeVault) ->
 
 def test_demo_once_shows_simulated_data_loudly() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    env["AZURE_BACKUP_EXPORTER_COLLECTOR_JOB_INFO"] = "true"  # job_type is on the info series, off by default
     result = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--once"], env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
