@@ -14,10 +14,13 @@ Conventions every dashboard follows (and the tests check):
 - a `datasource` variable of type prometheus used by every panel and every target;
 - a `job` textbox variable (default `azure-backup-exporter`, the job name of the README's scrape
   config) in every selector;
-- chained variables subscription_id -> resource_group -> vault (-> container -> backup_item), fed by
-  `label_values(azure_backup_vault_info{...})` and `label_values(azure_backup_item_info{...})` (every
-  protected item, with or without a job in the lookback window); an item is (backup_management_type,
-  container, backup_item) in its vault, so every item selector matches the container with the name;
+- chained variables subscription_id -> resource_group -> vault_type -> vault (-> container ->
+  backup_item), fed by `label_values(azure_backup_vault_info{...})` and
+  `label_values(azure_backup_item_info{...})` (every protected item, with or without a job in the
+  lookback window); a vault is (subscription_id, resource_group, vault, vault_type), since a Recovery
+  Services vault and a Backup vault may share a name, so every vault selector matches the vault_type
+  with the name; an item is (backup_management_type, container, backup_item) in its vault, so every
+  item selector matches the container with the name;
 - range selectors only use Grafana's intervals: `$__rate_interval` inside `rate()`, `$__interval`
   for "per hour" / "per day" bars (the panel sets the minimum interval), `$__range` for totals
   over the dashboard's time range.
@@ -96,7 +99,9 @@ FALLBACK_OVERDUE = "26 * 3600"
 # A vault whose data is older than this is stale (AzureBackupDataStale).
 STALE_SECONDS = 30 * 60
 
-VAULT_LABELS = "subscription_id, resource_group, vault"
+# A vault's identity: a Recovery Services vault (vault_type recovery_services) and a Backup vault (backup) may
+# share a name in one resource group.
+VAULT_LABELS = "subscription_id, resource_group, vault, vault_type"
 # An item's identity: friendly names repeat across containers (master on every SQL instance).
 ITEM_LABELS = f"{VAULT_LABELS}, backup_management_type, container, backup_item"
 
@@ -107,15 +112,19 @@ ITEM_LABELS = f"{VAULT_LABELS}, backup_management_type, container, backup_item"
 JOB = 'job="$job"'
 SUB = 'subscription_id=~"$subscription_id"'
 RG = 'resource_group=~"$resource_group"'
+VAULT_TYPES = 'vault_type=~"$vault_type"'
 VAULTS = 'vault=~"$vault"'
 CONTAINERS = 'container=~"$container"'
 ITEMS = 'backup_item=~"$backup_item"'
 # The item dashboard shows one item: single-value variables, matched exactly (Grafana escapes regex
 # characters only for multi-value variables, so `=~` with a single value would treat a `.` in a
 # name as a wildcard).
+ONE_VAULT_TYPE = 'vault_type="$vault_type"'
 ONE_VAULT = 'vault="$vault"'
 ONE_CONTAINER = 'container="$container"'
 ONE_ITEM = 'backup_item="$backup_item"'
+# A vault in a legend: its name and type (a Recovery Services vault and a Backup vault may share a name).
+VAULT_LEGEND = "{{vault}} ({{vault_type}})"
 # Every operation starting with Backup is a backup: Backup, Backup (Full), Backup (Log), ... (workload items).
 BACKUP_OP = 'operation=~"Backup.*"'
 
@@ -187,10 +196,12 @@ def query_variable(name: str, label: str, query: str, *, multi: bool, descriptio
 
 
 def chain_variables(*, single_vault: bool = False, item: str | None = None) -> list[Json]:
-    """datasource, job, subscription_id -> resource_group -> vault (-> container -> backup_item).
+    """datasource, job, subscription_id -> resource_group -> vault_type -> vault (-> container -> backup_item).
 
-    item: None (no container and backup_item variables), "multi" or "single".
+    single_vault: one vault (of one type) only. item: None (no container and backup_item variables), "multi"
+    or "single".
     """
+    type_matcher = ONE_VAULT_TYPE if single_vault else VAULT_TYPES
     vault_matcher = ONE_VAULT if single_vault else VAULTS
     variables = [
         datasource_variable(),
@@ -202,22 +213,29 @@ def chain_variables(*, single_vault: bool = False, item: str | None = None) -> l
             "resource_group", "Resource group",
             f"label_values(azure_backup_vault_info{sel(JOB, SUB)}, resource_group)", multi=True),
         query_variable(
+            "vault_type", "Vault type",
+            f"label_values(azure_backup_vault_info{sel(JOB, SUB, RG)}, vault_type)", multi=not single_vault,
+            description="recovery_services: a Recovery Services vault; backup: a Backup vault (Microsoft."
+                        "DataProtection). One of each may have the same name in one resource group."),
+        query_variable(
             "vault", "Vault",
-            f"label_values(azure_backup_vault_info{sel(JOB, SUB, RG)}, vault)", multi=not single_vault),
+            f"label_values(azure_backup_vault_info{sel(JOB, SUB, RG, type_matcher)}, vault)",
+            multi=not single_vault),
     ]
     if item is not None:
         multi = item == "multi"
         variables += [
             query_variable(
                 "container", "Container",
-                f"label_values(azure_backup_item_info{sel(JOB, SUB, RG, vault_matcher)}, container)",
+                f"label_values(azure_backup_item_info{sel(JOB, SUB, RG, type_matcher, vault_matcher)}, container)",
                 multi=multi,
                 description="Where the item lives: a VM's resource group, a file share's storage account, "
                             "host/instance of a SQL or HANA database, the MAB or DPM server."),
             query_variable(
                 "backup_item", "Backup item",
                 f"label_values(azure_backup_item_info"
-                f"{sel(JOB, SUB, RG, vault_matcher, CONTAINERS if multi else ONE_CONTAINER)}, backup_item)",
+                f"{sel(JOB, SUB, RG, type_matcher, vault_matcher, CONTAINERS if multi else ONE_CONTAINER)}, "
+                f"backup_item)",
                 multi=multi),
         ]
     return variables
@@ -566,7 +584,7 @@ def item_link() -> Json:
     """Data link from an overview table row to the item dashboard, carrying the row's labels."""
     params = "&".join(
         f"var-{label}=${{__data.fields.{label}:percentencode}}"
-        for label in ("subscription_id", "resource_group", "vault", "container", "backup_item"))
+        for label in ("subscription_id", "resource_group", "vault_type", "vault", "container", "backup_item"))
     return {
         "id": "links",
         "value": [{
@@ -579,13 +597,13 @@ def item_link() -> Json:
 
 
 def overview() -> Json:
-    v = sel(JOB, SUB, RG, VAULTS)
-    items = (JOB, SUB, RG, VAULTS, CONTAINERS, ITEMS)
+    v = sel(JOB, SUB, RG, VAULT_TYPES, VAULTS)
+    items = (JOB, SUB, RG, VAULT_TYPES, VAULTS, CONTAINERS, ITEMS)
     i = sel(*items)
     i_backup = sel(*items, BACKUP_OP)
-    v_backup = sel(JOB, SUB, RG, VAULTS, BACKUP_OP)
-    succeeded = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings"')
-    outcome = sel(JOB, SUB, RG, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings|Failed"')
+    v_backup = sel(JOB, SUB, RG, VAULT_TYPES, VAULTS, BACKUP_OP)
+    succeeded = sel(JOB, SUB, RG, VAULT_TYPES, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings"')
+    outcome = sel(JOB, SUB, RG, VAULT_TYPES, VAULTS, BACKUP_OP, 'status=~"Completed|CompletedWithWarnings|Failed"')
     by_vault = f"sum by ({VAULT_LABELS})"
     by_item = f"max by ({ITEM_LABELS})"
     unprotected = sel(*items, f'state!~"{"|".join(PROTECTED_STATES)}"')
@@ -651,7 +669,7 @@ def overview() -> Json:
               grid(0, 8, 8, 8),
               [target(f"{by_vault} (increase(azure_backup_jobs_finished_total{succeeded}[$__range]))\n/\n"
                       f"({by_vault} (increase(azure_backup_jobs_finished_total{outcome}[$__range])) > 0)",
-                      "{{vault}}", instant=True)],
+                      VAULT_LEGEND, instant=True)],
               fields=field_config(unit="percentunit", color_mode="thresholds",
                                   threshold_steps=thresholds((None, "red"), (0.9, "yellow"), (0.99, "green")),
                                   extra={"max": 1, "min": 0, "decimals": 1}),
@@ -661,10 +679,17 @@ def overview() -> Json:
         timeseries("Jobs finished per hour by status",
                    "Jobs of all operations that reached a final status, per hour (per interval on long "
                    "time ranges).",
-                   grid(8, 8, 16, 8),
+                   grid(8, 8, 12, 8),
                    [target(f"sum by (status) (increase(azure_backup_jobs_finished_total{v}[$__interval]))",
                            "{{status}}")],
                    unit="short", bars=True, stacked=True, overrides=status_color_overrides(), interval="1h"),
+        stat("Items and vaults by vault type",
+             "Protected items counted by the kind of vault that keeps them: recovery_services (Recovery Services "
+             "vaults) and backup (Backup vaults), with the vaults of each kind. From the protected-items list.",
+             grid(20, 8, 4, 8),
+             [target(f"count by (vault_type) (azure_backup_item_info{i})", "{{vault_type}} items"),
+              target(f"count by (vault_type) (azure_backup_vault_info{v})", "{{vault_type}} vaults")],
+             text_mode="value_and_name", color_mode="none"),
         table("Backup items",
               "Every protected item, and any other item with a job in the lookback window: protection "
               "state and health from the protected-items list, the latest Backup job, the age of the last "
@@ -718,7 +743,7 @@ def overview() -> Json:
                          {"id": "thresholds", "value": thresholds((None, "green"), (1, "red"))}),
               ],
               hide=("Time", "Value #A", "Value #B", "Value #C", "Value #D"),
-              order=("subscription_id", "resource_group", "vault", "backup_management_type", "container",
+              order=("subscription_id", "resource_group", "vault", "vault_type", "backup_management_type", "container",
                      "backup_item", "state", "health", "status", "Value #J", "Value #E", "Value #F", "Value #G",
                      "Value #H", "Value #I"),
               sort_by="Overdue"),
@@ -735,12 +760,13 @@ def overview() -> Json:
                    "Backup Size of the jobs that finished each day, per vault.",
                    grid(12, 28, 12, 8),
                    [target(f"{by_vault} (increase(azure_backup_transferred_bytes_total{v}[$__interval]))",
-                           "{{resource_group}}/{{vault}}")],
+                           f"{{{{resource_group}}}}/{VAULT_LEGEND}")],
                    unit="bytes", bars=True, stacked=True, interval="1d"),
     ]
     return dashboard(
         OVERVIEW_UID, "Azure Backup / Overview",
-        "Backup jobs and protected items of Azure Recovery Services vaults, from azure-backup-exporter.",
+        "Backup jobs and protected items of Azure Recovery Services vaults and Backup vaults, from "
+        "azure-backup-exporter.",
         time_from="now-7d", variables=chain_variables(item="multi"), panels=panels)
 
 
@@ -759,7 +785,7 @@ def status_code_expr(selector_matchers: Sequence[str]) -> str:
 
 
 def backup_item() -> Json:
-    matchers = (JOB, SUB, RG, ONE_VAULT, ONE_CONTAINER, ONE_ITEM)
+    matchers = (JOB, SUB, RG, ONE_VAULT_TYPE, ONE_VAULT, ONE_CONTAINER, ONE_ITEM)
     i = sel(*matchers)
     per_op = "max by (backup_management_type, operation)"
     panels = [
@@ -880,14 +906,14 @@ def backup_item() -> Json:
     ]
     return dashboard(
         ITEM_UID, "Azure Backup / Backup item",
-        "One backup item of an Azure Recovery Services vault: protection state, health, policy, job history, "
-        "durations, sizes and tasks.",
+        "One backup item of an Azure Recovery Services vault or Backup vault: protection state, health, policy, "
+        "job history, durations, sizes and tasks.",
         time_from="now-7d", variables=chain_variables(single_vault=True, item="single"), panels=panels)
 
 
 def exporter() -> Json:
     j = sel(JOB)
-    v = sel(JOB, SUB, RG, VAULTS)
+    v = sel(JOB, SUB, RG, VAULT_TYPES, VAULTS)
     per_vault = f"max by ({VAULT_LABELS})"
     panels = [
         row("Exporter", 0),
@@ -912,16 +938,16 @@ def exporter() -> Json:
         row("Vaults", 5),
         state_timeline("Vault refresh success", "Whether each vault's last refresh from Azure succeeded.",
                        grid(0, 6, 12, 8),
-                       [target(f"{per_vault} (azure_backup_vault_scrape_success{v})", "{{vault}}")],
+                       [target(f"{per_vault} (azure_backup_vault_scrape_success{v})", VAULT_LEGEND)],
                        mappings=ok_failed_mappings("OK", "Failed")),
         timeseries("Vault refresh duration",
                    "How long each vault's last refresh worked (its lists plus its details).", grid(12, 6, 12, 8),
-                   [target(f"{per_vault} (azure_backup_vault_scrape_duration_seconds{v})", "{{vault}}")],
+                   [target(f"{per_vault} (azure_backup_vault_scrape_duration_seconds{v})", VAULT_LEGEND)],
                    unit="s"),
         timeseries("Vault data age", "Age of each vault's data; the line marks 30 minutes "
                    "(AzureBackupDataStale).", grid(0, 14, 12, 8),
                    [target(f"time() - {per_vault} (azure_backup_vault_last_refresh_timestamp_seconds{v})",
-                           "{{vault}}")],
+                           VAULT_LEGEND)],
                    unit="s", steps=thresholds((None, "transparent"), (STALE_SECONDS, "red"))),
         timeseries("Parse errors", "Values from Azure that did not parse, by field (only that field was "
                    "dropped).", grid(12, 14, 12, 8),

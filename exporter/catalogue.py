@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VAULT_LABELS: tuple[str, ...] = ("subscription_id", "resource_group", "vault")
+# A vault is (subscription_id, resource_group, vault, vault_type): vault_type is recovery_services
+# (Microsoft.RecoveryServices/vaults) or backup (Microsoft.DataProtection/backupVaults), two resource types
+# whose vaults may share a name in one resource group (models.VaultRef.labels gives the values).
+VAULT_LABELS: tuple[str, ...] = ("subscription_id", "resource_group", "vault", "vault_type")
 # An item is (backup_management_type, container, backup_item) within its vault: friendly names repeat across
 # containers (master on every SQL instance, one share name in two storage accounts). See the README's table.
 ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "container", "backup_item")
@@ -124,7 +127,8 @@ ITEM_EXPECTED_INTERVAL = _spec(
     "its backup policy's schedule; absent where no policy or schedule is known." + ITEMS_CACHE_NOTE)
 VAULT_INFO = _spec(
     "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
-    "One series per watched Recovery Services vault; always 1.")
+    "One series per watched vault, a Recovery Services vault (vault_type recovery_services) or a Backup vault "
+    "(vault_type backup); always 1.")
 VAULT_SCRAPE_SUCCESS = _spec(
     "azure_backup_vault_scrape_success", "gauge", VAULT_LABELS,
     "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")

@@ -31,9 +31,17 @@ ITEM_SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings", "Health
 KNOWN_STATUSES = ("InProgress", *FINISHED_STATUSES, "Cancelling")
 SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings"})
 
+# The two kinds of vault Azure Backup keeps backups in: the `vault_type` label of every vault-scoped family.
+RECOVERY_SERVICES = "recovery_services"  # Microsoft.RecoveryServices/vaults
+BACKUP = "backup"  # Microsoft.DataProtection/backupVaults
+VAULT_KINDS = (RECOVERY_SERVICES, BACKUP)
+# The ARM provider path (provider/type) of each kind of vault.
+_VAULT_PROVIDERS = {RECOVERY_SERVICES: "Microsoft.RecoveryServices/vaults",
+                    BACKUP: "Microsoft.DataProtection/backupVaults"}
 _VAULT_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
-    r"/providers/Microsoft\.RecoveryServices/vaults/(?P<name>[^/]+)/?$",
+    r"/providers/(?P<provider>Microsoft\.RecoveryServices/vaults|Microsoft\.DataProtection/backupVaults)"
+    r"/(?P<name>[^/]+)/?$",
     re.IGNORECASE,
 )
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -41,36 +49,50 @@ _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 @dataclass(frozen=True)
 class VaultRef:
-    """A Recovery Services vault, named by its ARM resource ID parts."""
+    """A vault, named by its ARM resource ID parts: a Recovery Services vault or a Backup vault (`kind`).
+
+    The two kinds are two resource types, so a Recovery Services vault and a Backup vault may share a name in
+    one resource group; `kind` tells them apart in `key` and `labels`.
+    """
 
     subscription_id: str
     resource_group: str
     name: str
+    kind: str = RECOVERY_SERVICES
+
+    def __post_init__(self) -> None:
+        if self.kind not in VAULT_KINDS:
+            raise ValueError(f"unknown kind of vault {self.kind!r} (one of {', '.join(VAULT_KINDS)})")
 
     @classmethod
     def parse(cls, resource_id: str) -> VaultRef:
         match = _VAULT_ID.match(resource_id.strip())
         if not match:
             raise ValueError(
-                f"{resource_id!r} is not a Recovery Services vault resource ID "
-                "(/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.RecoveryServices/vaults/<name>)")
+                f"{resource_id!r} is not a vault resource ID "
+                "(/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.RecoveryServices/vaults/<name> or "
+                "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.DataProtection/backupVaults/<name>)")
         if not _GUID.match(match.group("sub")):
             raise ValueError(f"{resource_id!r}: subscription {match.group('sub')!r} is not a GUID")
-        return cls(match.group("sub").lower(), match.group("rg"), match.group("name"))
+        provider = match.group("provider").lower()
+        kind = next(k for k, path in _VAULT_PROVIDERS.items() if path.lower() == provider)
+        return cls(match.group("sub").lower(), match.group("rg"), match.group("name"), kind)
 
     @property
     def path(self) -> str:
         return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.RecoveryServices/vaults/{self.name}")
+                f"/providers/{_VAULT_PROVIDERS[self.kind]}/{self.name}")
 
     @property
     def key(self) -> str:
-        """ARM IDs are case-insensitive; this is the identity used to deduplicate vaults."""
+        """ARM IDs are case-insensitive; this is the identity used to deduplicate vaults (the two kinds of one
+        name differ: their paths name different resource types)."""
         return self.path.lower()
 
     @property
-    def labels(self) -> tuple[str, str, str]:
-        return (self.subscription_id, self.resource_group, self.name)
+    def labels(self) -> tuple[str, str, str, str]:
+        """The values of catalogue.VAULT_LABELS: subscription_id, resource_group, vault, vault_type."""
+        return (self.subscription_id, self.resource_group, self.name, self.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,11 +357,16 @@ class DiscoveredVault:
     location: str
 
 
-def parse_vault(resource: Mapping[str, Any], on_error: ErrorSink) -> DiscoveredVault | None:
-    """A vault from a Vaults_List/Get item; None (counted as field 'vault') if its ID is unusable."""
+def parse_vault(resource: Mapping[str, Any], on_error: ErrorSink,
+                kind: str = RECOVERY_SERVICES) -> DiscoveredVault | None:
+    """A vault of `kind` from a vault list or GET item (Vaults_List/Get for Recovery Services vaults); None
+    (counted as field 'vault') if its ID is unusable or names another kind of vault."""
     try:
         ref = VaultRef.parse(_text(resource.get("id")))
     except ValueError:
+        on_error("vault")
+        return None
+    if ref.kind != kind:
         on_error("vault")
         return None
     return DiscoveredVault(ref, _text(resource.get("location")).lower())

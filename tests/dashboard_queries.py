@@ -7,13 +7,15 @@ query against a real Prometheus:
 
     for name, dashboard in load_dashboards().items():
         for title, expr in panel_queries(dashboard, {"job": "azure-backup-exporter", "vault": "vault-1",
-                                                     "container": "rg-app", "backup_item": "vm-app-01", ...}):
+                                                     "vault_type": "recovery_services", "container": "rg-app",
+                                                     "backup_item": "vm-app-01", ...}):
             ...  # query Prometheus with expr
 
 Multi-value variables are matched with `=~` in the dashboards, so ".*" selects everything there; the
-item dashboard matches `vault`, `container` and `backup_item` with `=`, so those need real values (an item
-is its container and its name: the `container` label of azure_backup_item_info, such as the VM's resource
-group or `sqlvm01/MSSQLSERVER`).
+item dashboard matches `vault_type`, `vault`, `container` and `backup_item` with `=`, so those need real
+values (a vault is its name and its type, recovery_services or backup; an item is its container and its
+name: the `container` label of azure_backup_item_info, such as the VM's resource group or
+`sqlvm01/MSSQLSERVER`).
 """
 
 from __future__ import annotations

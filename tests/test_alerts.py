@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.catalogue import CATALOGUE, ITEM_LABELS, sample_names
+from exporter.catalogue import CATALOGUE, ITEM_LABELS, VAULT_LABELS, sample_names
 from exporter.models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, PROTECTION_STATES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,6 +201,8 @@ def test_annotations_follow_the_mixin_style(name: str) -> None:
         assert "$labels.status" in description, f"{name}: the description must say the health"
     if name in VAULT_ALERTS:
         assert "$labels.vault" in description, name
+    if name in ITEM_ALERTS | VAULT_ALERTS:  # issue 13: which kind of vault
+        assert "$labels.vault_type" in description, f"{name}: the description must say the kind of vault"
     assert annotations["runbook_url"] == f"{RUNBOOK_URL}#{name.lower()}"
 
 
@@ -278,7 +280,7 @@ def _matches(matchers: list[str], labels: dict[str, str]) -> bool:
 
 def test_alertmanager_inhibitions() -> None:
     config = _load(ALERTMANAGER)
-    assert config["route"]["group_by"] == ["alertname", "vault"]
+    assert config["route"]["group_by"] == ["alertname", "vault", "vault_type"]
 
     def inhibited_by(source: str) -> set[str]:
         found: set[str] = set()
@@ -308,6 +310,8 @@ def test_alertmanager_inhibitions() -> None:
     for rule in config["inhibit_rules"]:
         if _matches(rule["source_matchers"], {"alertname": "AzureBackupVaultScrapeFailing"}):
             assert "vault" in rule["equal"]
+        if "vault" in rule["equal"]:  # issue 13: two vaults of one name, one of each kind, stay apart
+            assert set(VAULT_LABELS) <= set(rule["equal"]), rule["equal"]
         if _matches(rule["source_matchers"], {"alertname": "AzureBackupVaultNotRefreshed"}):
             assert {"job", "vault", "resource_group", "subscription_id"} <= set(rule["equal"])
         if _matches(rule["source_matchers"], {"alertname": "AzureBackupExporterDown"}) or _matches(
@@ -404,6 +408,19 @@ def test_item_joins_match_on_the_whole_item_identity() -> None:
                 assert identity <= labels, f"{name}: {keyword} (...) lacks {sorted(identity - labels)}"
 
 
+def test_vault_joins_match_on_the_whole_vault_identity() -> None:
+    """Issue 13: a vault is (subscription_id, resource_group, vault, vault_type); a Recovery Services vault
+    and a Backup vault may share a name in one resource group. A join or grouping that names vault names
+    all of it, so the two never merge; `ignoring` never drops a part of it."""
+    identity = set(VAULT_LABELS)
+    for name, rule in _alert_rules().items():
+        for keyword, labels in _label_lists(rule["expr"]):
+            if keyword in ("ignoring", "without"):
+                assert not labels & identity, f"{name}: {keyword} ({', '.join(sorted(labels))}) drops vault labels"
+            elif labels & {"vault", "vault_type"}:
+                assert identity <= labels, f"{name}: {keyword} (...) lacks {sorted(identity - labels)}"
+
+
 def test_backups_are_every_operation_starting_with_backup() -> None:
     """Issue 10: Backup (Full), Backup (Log), ... are backups too; an exact operation="Backup" misses them."""
     alerts = _alert_rules()
@@ -467,6 +484,10 @@ def test_every_alert_has_a_promtool_case_per_new_edge() -> None:
         "empty shard": "stays quiet for a shard without vaults",
         "never refreshed": "fires for a watched vault that never refreshed in an hour",
         "freshest replica": "takes the freshest refresh of any exporter replica",
+        # issue 13: the two kinds of vault
+        "two vaults of one name": "A Recovery Services vault and a Backup vault of one name in one resource group "
+                                  "both fail and give two alerts each",
+        "no join across vault kinds": "A success in the Backup vault does not overtake",
     }
     for what, fragment in wanted.items():
         assert any(fragment in name for name in names), f"no promtool case for: {what}"

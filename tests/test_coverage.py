@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from exporter.catalogue import VAULT_LABELS
 from exporter.coverage import backup_kind
 from exporter.simulator.fakearm import (
     FakeArm,
@@ -29,8 +30,8 @@ D = timedelta(days=1)
 
 def _labels(vault: FakeVault, item: str, container: str | None = None, bmt: str = "AzureIaasVM") -> dict[str, str]:
     return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name,
-            "backup_management_type": bmt, "container": vault.resource_group if container is None else container,
-            "backup_item": item}
+            "vault_type": "recovery_services", "backup_management_type": bmt,
+            "container": vault.resource_group if container is None else container, "backup_item": item}
 
 
 def _guid(n: int) -> str:
@@ -127,7 +128,7 @@ def test_a_failing_policy_list_keeps_jobs_watched_and_says_why(
                                     operations=frozenset({"policies_list"})))
     exporter = make_exporter(fixed_clock(NOW), vaults=vault.id)
     text = exporter.scrape()
-    vault_labels = {k: db[k] for k in ("subscription_id", "resource_group", "vault")}
+    vault_labels = {k: db[k] for k in VAULT_LABELS}
     assert "azure_backup_item_expected_backup_interval_seconds{" not in text  # the alert falls back to 26 h
     assert exporter.value("azure_backup_job_last_status", **db, operation="Backup (Log)", status="Completed") == 1
     assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 0
@@ -152,7 +153,7 @@ def test_a_failing_vault_says_what_failed(fault: Fault, status_code: str, error_
     exporter = make_exporter(fixed_clock(NOW), vaults=vault.id, request_timeout="1s")
     exporter.scrape()
     vault_labels = {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group,
-                    "vault": vault.name}
+                    "vault": vault.name, "vault_type": "recovery_services"}
     assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 1
     assert "azure_backup_vault_scrape_error_info{" not in exporter.scrape()
     arm.set_fault(vault.name, fault)

@@ -4,7 +4,8 @@
   (tests/schemas/README.md says how it was made);
 - the committed JSON is what dashboards/generate.py writes;
 - portability: stable uids, tags, a `datasource` variable used by every panel and target, a `job`
-  selector, chained subscription_id -> resource_group -> vault -> container -> backup_item variables;
+  selector, chained subscription_id -> resource_group -> vault_type -> vault -> container -> backup_item
+  variables;
 - layout: unique panel ids, gridPos inside 24 columns and no overlaps;
 - PromQL: every expression parses (`promtool check rules`), uses only metrics of the exporter's
   catalogue, never rate()s a gauge, and uses Grafana's intervals instead of fixed windows.
@@ -25,7 +26,7 @@ import jsonschema
 import pytest
 import yaml
 
-from exporter.catalogue import CATALOGUE, ITEM_LABELS, JOB_LABELS, sample_names
+from exporter.catalogue import CATALOGUE, ITEM_LABELS, JOB_LABELS, VAULT_LABELS, sample_names
 
 from .dashboard_queries import (
     BUILTIN_DEFAULTS,
@@ -55,6 +56,7 @@ REQUIRED_PANELS = {
         "Jobs finished per hour by status", "Backup items", "Backup job duration quantiles",
         "Data transferred per day",
         "Unprotected or unhealthy items", "Items by protection state", "Items by health",
+        "Items and vaults by vault type",  # issue 13
     },
     "azure-backup-item": {
         "Job status history", "Job duration", "Backup size", "Tasks of the latest job",
@@ -68,8 +70,9 @@ REQUIRED_PANELS = {
     },
 }
 # Issue 10: an item is (backup_management_type, container, backup_item) in its vault, so the container
-# comes before the item.
-CHAIN = ("subscription_id", "resource_group", "vault", "container", "backup_item")
+# comes before the item. Issue 13: a vault is its name and its vault_type (a Recovery Services vault and a
+# Backup vault may share a name), so the type comes before the vault.
+CHAIN = ("subscription_id", "resource_group", "vault_type", "vault", "container", "backup_item")
 # Every protected item is in azure_backup_item_info, with or without a job in the lookback window.
 CHAIN_SOURCE = {"container": "azure_backup_item_info", "backup_item": "azure_backup_item_info"}
 CHAIN_DEFAULT_SOURCE = "azure_backup_vault_info"
@@ -84,7 +87,7 @@ PROTECTED_STATES = {"Protected", "IRPending"}
 EXPECTED_CHAIN = {
     "azure-backup-overview": CHAIN,
     "azure-backup-item": CHAIN,
-    "azure-backup-exporter": CHAIN[:3],
+    "azure-backup-exporter": CHAIN[:4],
 }
 DEFAULT_JOB = "azure-backup-exporter"
 GRID_COLUMNS = 24
@@ -452,9 +455,9 @@ def normalised(expr: str) -> str:
 # dashboard's single item.
 ALERT_JOB = f'job="{DEFAULT_JOB}"'
 OVERVIEW_FILTERS = ('job="$job", subscription_id=~"$subscription_id", resource_group=~"$resource_group", '
-                    'vault=~"$vault", container=~"$container", backup_item=~"$backup_item"')
+                    'vault_type=~"$vault_type", vault=~"$vault", container=~"$container", backup_item=~"$backup_item"')
 ITEM_FILTERS = ('job="$job", subscription_id=~"$subscription_id", resource_group=~"$resource_group", '
-                'vault="$vault", container="$container", backup_item="$backup_item"')
+                'vault_type="$vault_type", vault="$vault", container="$container", backup_item="$backup_item"')
 # AzureBackupNoRecentSuccessfulBackup, normalised: per kind, the age of the last success > the allowed age
 # (interval plus clamped grace), or without an interval, the age of the last success of any kind > the
 # fallback; unless stopped on purpose.
@@ -628,6 +631,31 @@ def test_item_groupings_keep_the_whole_item_identity() -> None:
                     assert set(ITEM_LABELS) <= names, f"{name} / {panel['title']}: {keyword} ({labels})"
 
 
+def test_vault_groupings_keep_the_whole_vault_identity() -> None:
+    """Issue 13: grouping or joining by vault without vault_type would merge a Recovery Services vault and a
+    Backup vault of one name into one row, one value or one legend entry."""
+    identity = set(VAULT_LABELS)
+    for name, dashboard in DASHBOARDS.items():
+        for panel, target, expr in exprs(dashboard):
+            for keyword, labels in re.findall(r"\b(by|on|ignoring|without)\s*\(([^)]*)\)", expr):
+                names = {label.strip() for label in labels.split(",")}
+                if keyword in ("ignoring", "without"):
+                    assert not names & identity, f"{name} / {panel['title']}: {keyword} ({labels})"
+                elif "vault" in names:
+                    assert identity <= names, f"{name} / {panel['title']}: {keyword} ({labels})"
+            if "{{vault}}" in target.get("legendFormat", ""):
+                assert "{{vault_type}}" in target["legendFormat"], f"{name} / {panel['title']}: legend"
+
+
+def test_overview_breaks_items_and_vaults_down_by_vault_type() -> None:
+    overview = DASHBOARDS["azure-backup-overview.json"]
+    panel = next(p for p in query_panels(overview) if p["title"] == "Items and vaults by vault type")
+    counted = {metric_names(t["expr"]).pop(): t for t in panel["targets"]}
+    assert set(counted) == {"azure_backup_item_info", "azure_backup_vault_info"}
+    for target in counted.values():
+        assert grouping(target["expr"]) == ["vault_type"] and "{{vault_type}}" in target["legendFormat"]
+
+
 # Panels about an item's latest backup: of its Backup* operations (Backup (Full), Backup (Log), ...), they take
 # the one that started last, so a SQL database is one row and one status, not one per operation.
 LATEST_BACKUP_PANELS = {
@@ -755,7 +783,7 @@ def test_ranges_use_grafana_intervals(dashboard: dict[str, Any]) -> None:
 def test_panel_queries_substitutes_every_variable() -> None:
     dashboard = DASHBOARDS["azure-backup-overview.json"]
     values = {"datasource": "prom", "job": DEFAULT_JOB, "subscription_id": ".*", "resource_group": ".*",
-              "vault": "vault-1", "container": ".*", "backup_item": ".*"}
+              "vault_type": ".*", "vault": "vault-1", "container": ".*", "backup_item": ".*"}
     queries = panel_queries(dashboard, values)
     assert len(queries) == len(exprs(dashboard))
     titles = {title for title, _ in queries}

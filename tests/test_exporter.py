@@ -6,15 +6,19 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.catalogue import CATALOGUE
+from exporter.catalogue import CATALOGUE, VAULT_LABELS
+from exporter.models import BACKUP, RECOVERY_SERVICES
 from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_policy, make_protected_item
+from exporter.vault import VaultSnapshot
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, drop_volatile, fixed_clock, steady
 
@@ -23,7 +27,8 @@ H = timedelta(hours=1)
 
 
 def _vault_labels(vault: FakeVault) -> dict[str, str]:
-    return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name}
+    return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name,
+            "vault_type": "recovery_services"}
 
 
 def _item(vault: FakeVault, item: str, operation: str = "Backup", bmt: str = "AzureIaasVM",
@@ -102,6 +107,39 @@ def test_golden_exposition(two_vaults: tuple[FakeVault, FakeVault], make_exporte
     if request.config.getoption("--update-golden"):
         golden.write_text(text)
     assert text == golden.read_text()
+
+
+def test_a_recovery_services_vault_and_a_backup_vault_of_one_name_are_two_label_sets(
+        two_vaults: tuple[FakeVault, FakeVault], make_exporter: Callable[..., Exporter],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: one of each kind of vault may have the same name in one resource group. vault_type keeps
+    their series apart in every vault-scoped family, on the cached path and prometheus_client's alike
+    (scrape() compares them and finds no series twice)."""
+    exporter = _exporter(make_exporter, *two_vaults, **ALL_SERIES)
+    exporter.scrape()
+    snapshots = exporter.refresher.snapshots
+
+    def with_backup_twins() -> list[VaultSnapshot]:  # each vault again, as a Backup vault of the same name
+        return [twin for snap in snapshots() for twin in (snap, replace(snap, ref=replace(snap.ref, kind=BACKUP)))]
+
+    monkeypatch.setattr(exporter.refresher, "snapshots", with_backup_twins)
+    text = exporter.scrape()
+    by_type: dict[str, set[tuple[str, frozenset[tuple[str, str]], float]]] = {RECOVERY_SERVICES: set(),
+                                                                              BACKUP: set()}
+    vault_scoped = {spec.name for spec in CATALOGUE if set(VAULT_LABELS) <= set(spec.labels)}
+    seen_families = set()
+    for family in text_string_to_metric_families(drop_volatile(text)):
+        for sample in family.samples:
+            if "vault" not in sample.labels:
+                continue
+            assert family.name in vault_scoped
+            seen_families.add(family.name)
+            rest = frozenset((k, v) for k, v in sample.labels.items() if k != "vault_type")
+            by_type[sample.labels["vault_type"]].add((sample.name, rest, sample.value))
+    assert by_type[RECOVERY_SERVICES] and by_type[RECOVERY_SERVICES] == by_type[BACKUP]
+    # every vault-scoped family but the failure's (no refresh failed) and the volatile durations
+    assert seen_families == vault_scoped - {"azure_backup_vault_scrape_error_info",
+                                            "azure_backup_vault_scrape_duration_seconds"}
 
 
 def test_latest_job_status_and_details(two_vaults: tuple[FakeVault, FakeVault],

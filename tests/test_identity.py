@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from exporter.catalogue import VAULT_LABELS
 from exporter.identity import ItemDirectory, item_container, job_identity
 from exporter.models import parse_item, parse_job
 from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, Fault, make_job, make_protected_item
@@ -59,7 +60,8 @@ def _at(text: str) -> datetime:
 
 def _labels(vault: FakeVault, bmt: str, container: str, item: str, **more: str) -> dict[str, str]:
     return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name,
-            "backup_management_type": bmt, "container": container, "backup_item": item, **more}
+            "vault_type": "recovery_services", "backup_management_type": bmt, "container": container,
+            "backup_item": item, **more}
 
 
 def _series_of(text: str, metric: str) -> list[str]:
@@ -371,7 +373,7 @@ def test_without_the_items_list_jobs_keep_their_own_names(
     assert exporter.value("azure_backup_job_last_status", **configure, status="Completed") == 1
     assert _series_of(text, "azure_backup_item_info") == []
     # the jobs are served, and the vault is reported failing: part of its data is missing
-    vault_labels = {k: v for k, v in backup.items() if k in ("subscription_id", "resource_group", "vault")}
+    vault_labels = {k: v for k, v in backup.items() if k in VAULT_LABELS}
     assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 0
 
     arm.set_fault(vault.name, None)  # access granted: the next refresh joins the jobs to the item

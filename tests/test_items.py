@@ -26,8 +26,8 @@ D = timedelta(days=1)
 def _labels(vault: FakeVault, item: str, bmt: str = "AzureIaasVM", container: str | None = None) -> dict[str, str]:
     """An item's labels; an Azure VM's container is its resource group (here the vault's)."""
     return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name,
-            "backup_management_type": bmt, "container": vault.resource_group if container is None else container,
-            "backup_item": item}
+            "vault_type": "recovery_services", "backup_management_type": bmt,
+            "container": vault.resource_group if container is None else container, "backup_item": item}
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_an_item_listing_failure_fails_the_vault_and_keeps_its_items(
                                     operations=frozenset({"items_list"})))
     exporter.scrape()
     vault_labels = {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group,
-                    "vault": vault.name}
+                    "vault": vault.name, "vault_type": "recovery_services"}
     assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 0
     assert exporter.value("azure_backup_item_health_status", **_labels(vault, "vm-web"), status="Passed") == 1
 

@@ -660,10 +660,12 @@ def _shard_series(shards: dict[str, tuple[int, int]], vaults: dict[str, list[str
     for instance, (shard, count) in shards.items():
         series.append({"series": f'azure_backup_exporter_shard_info{{job="{JOB}", instance="{instance}", '
                                  f'shard="{shard}", shards="{count}"}}', "values": "1x10"})
-        for vault in vaults.get(instance, []):
+        for entry in vaults.get(instance, []):
+            vault, _, vault_type = entry.partition(":")  # a Backup vault is given as "<name>:backup"
+            vault_type = vault_type or "recovery_services"
             series.append({"series": f'azure_backup_vault_info{{job="{JOB}", instance="{instance}", '
                                      f'subscription_id="s", resource_group="rg", vault="{vault}", '
-                                     f'location="westeurope"}}', "values": "1x10"})
+                                     f'vault_type="{vault_type}", location="westeurope"}}', "values": "1x10"})
     return series
 
 
@@ -680,7 +682,10 @@ def test_docs_shard_queries_reveal_gaps_and_duplicates(tmp_path: Path) -> None:
         (_shard_series({"a": (0, 3), "b": (1, 3)}, vaults), [('{shards="3"}', 2)], []),  # scaled down
         (_shard_series({**ok, "d": (0, 1)}, {**vaults, "d": ["v1", "v2", "v3"]}),  # the Deployment still runs
          [('{shards="3"}', 3), ('{shards="1"}', 1)],
-         [f'{{subscription_id="s", resource_group="rg", vault="{v}"}}' for v in ("v1", "v2", "v3")]),
+         [f'{{subscription_id="s", resource_group="rg", vault="{v}", vault_type="recovery_services"}}'
+          for v in ("v1", "v2", "v3")]),
+        # a Recovery Services vault and a Backup vault of one name are two vaults, each watched once
+        (_shard_series(ok, {"a": ["v1"], "b": ["v1:backup"], "c": ["v3"]}), [('{shards="3"}', 3)], []),
     ]
     tests = [{"interval": "1m", "input_series": series, "promql_expr_test": [
         {"expr": shards_query, "eval_time": "5m", "exp_samples": [{"labels": lbl, "value": v} for lbl, v in counts]},

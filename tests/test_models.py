@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from exporter.models import Task, VaultRef, parse_job, parse_vault
+from exporter.models import BACKUP, RECOVERY_SERVICES, Task, VaultRef, parse_job, parse_vault
 
 AZURE = Path(__file__).parent / "fixtures" / "azure"
 RSB = AZURE / "recoveryservicesbackup"
@@ -113,3 +113,53 @@ def test_vault_listing_and_ids() -> None:
                          "microsoft.recoveryservices/vaults/V1")
     assert odd.subscription_id == "aaaaaaaa-0000-0000-0000-000000000000" and odd.resource_group == "RG"
     assert odd.key == VaultRef("aaaaaaaa-0000-0000-0000-000000000000", "rg", "v1").key
+
+
+SUB = "aaaaaaaa-0000-0000-0000-000000000000"
+RSV_ID = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/prod"
+BV_ID = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.DataProtection/backupVaults/prod"
+
+
+def test_the_two_kinds_of_vault_with_one_name_are_two_vaults() -> None:
+    """Issue 13: a Recovery Services vault and a Backup vault may share a name in one resource group."""
+    rsv, bv = VaultRef.parse(RSV_ID), VaultRef.parse(BV_ID)
+    assert (rsv.kind, bv.kind) == (RECOVERY_SERVICES, BACKUP)
+    assert rsv.key != bv.key and rsv.labels != bv.labels
+    assert rsv.labels == (SUB, "rg-backup", "prod", "recovery_services")
+    assert bv.labels == (SUB, "rg-backup", "prod", "backup")
+    assert VaultRef(SUB, "rg-backup", "prod") == rsv  # the kind defaults to Recovery Services
+    with pytest.raises(ValueError, match="unknown kind of vault"):
+        VaultRef(SUB, "rg-backup", "prod", "RecoveryServices")
+
+
+@pytest.mark.parametrize("resource_id", [RSV_ID, BV_ID])
+def test_vault_ids_round_trip(resource_id: str) -> None:
+    ref = VaultRef.parse(resource_id)
+    assert ref.path == resource_id and VaultRef.parse(ref.path) == ref
+    assert ref.key == resource_id.lower()
+    # ARM is case-insensitive in the provider and type, and a trailing slash is the same resource
+    shouted = resource_id.replace("/providers/", "/Providers/").replace(
+        "Microsoft.RecoveryServices/vaults", "MICROSOFT.RECOVERYSERVICES/Vaults").replace(
+        "Microsoft.DataProtection/backupVaults", "microsoft.dataprotection/BACKUPVAULTS")
+    assert VaultRef.parse(shouted + "/") == ref
+
+
+@pytest.mark.parametrize("bad", [
+    f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.DataProtection/vaults/prod",
+    f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.RecoveryServices/backupVaults/prod",
+    f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.DataProtection/backupVaults/prod/backupInstances/x",
+])
+def test_other_resource_ids_are_not_vaults(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"Microsoft\.RecoveryServices/vaults/<name> or .*"
+                                         r"Microsoft\.DataProtection/backupVaults/<name>"):
+        VaultRef.parse(bad)
+
+
+def test_vault_listing_takes_only_its_kind() -> None:
+    errors = Errors()
+    backup_vault = {"id": BV_ID, "location": "WestEurope"}
+    assert parse_vault(backup_vault, errors) is None  # a Recovery Services vault list names no Backup vault
+    assert errors == {"vault": 1}
+    found = parse_vault(backup_vault, errors, kind=BACKUP)
+    assert found is not None and found.ref == VaultRef(SUB, "rg-backup", "prod", BACKUP)
+    assert found.location == "westeurope"
