@@ -15,10 +15,16 @@ Databases in VMs are named as real Azure names them: their backup and restore jo
 database `master` on two SQL VMs of one vault (one of them failing) and a file share `shared` in two
 storage accounts of one vault. The demo therefore keys its items by DemoItem.key, never by name.
 Everything is deterministic given the seed, apart from wall-clock timing.
+
+Beside them, one Backup vault (Microsoft.DataProtection) protects a managed disk, a storage account's blobs, a
+PostgreSQL flexible server and an AKS cluster, with two weeks of backups (daily; weekly for PostgreSQL, the only
+frequency the Azure CLI offers it) and their recovery points; the AKS cluster's latest backup failed. The
+simulator leaves this vault as it was built: it starts no Backup vault jobs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -31,13 +37,18 @@ from typing import Literal
 from .fakearm import (
     NETBIOS_NAME_LENGTH,
     FakeArm,
+    FakeBackupVault,
     FakeEstate,
     FakeVault,
     Json,
     azure_time,
+    make_backup_instance,
+    make_dpp_job,
+    make_dpp_policy,
     make_job,
     make_policy,
     make_protected_item,
+    make_recovery_point,
     parse_azure_time,
     to_ticks,
     workload_job_name,
@@ -240,6 +251,36 @@ _MANAGEMENT_TYPES = {"DefaultPolicy": "AzureIaasVM", "EnhancedPolicy": "AzureIaa
                      "DailyFileShares": "AzureStorage", "DatabasesDaily": "AzureWorkload"}
 
 
+@dataclass(frozen=True)
+class DemoBackupInstance:
+    """A resource a Backup vault protects, and how its scheduled backups go."""
+
+    datasource_type: str  # the Azure CLI's name for its type (fakearm.DPP_DATASOURCES)
+    name: str  # the protected resource; also the instance's friendlyName
+    resource_group: str
+    policy: str
+    interval: str  # the policy's repeat: P1D daily, P1W weekly
+    hour: int  # UTC hour of its backups
+    minutes: tuple[float, float]  # how long a backup takes
+    size_bytes: int | None = None  # a disk's size, as its jobs report it
+
+
+BACKUP_VAULT = DemoVault(0, "rg-prod-backup", "bv-prod-weu", "westeurope")
+BACKUP_INSTANCES = (
+    DemoBackupInstance("AzureDisk", "disk-erp-data-01", "rg-prod-erp", "DiskDaily", "P1D", 1, (3, 6),
+                       size_bytes=137438953472),
+    DemoBackupInstance("AzureBlob", "stproddocs01", "rg-prod-storage", "BlobDaily", "P1D", 2, (8, 25)),
+    DemoBackupInstance("AzureDatabaseForPostgreSQLFlexibleServer", "psql-orders-prod", "rg-prod-data",
+                       "PostgresWeekly", "P1W", 3, (10, 30)),
+    DemoBackupInstance("AzureKubernetesService", "aks-prod-weu", "rg-prod-aks", "AksDaily", "P1D", 4, (5, 15)),
+)
+FAILING_BACKUP_INSTANCE = BACKUP_INSTANCES[3]  # its latest backup failed
+BACKUP_HISTORY_DAYS = 14  # what a Backup vault's job list reaches back (about 14 days, as seen for real)
+WEEKLY_BACKUP_DAY = 6  # Sunday (datetime.weekday), the day of the weekly policy
+# Illustrative: no failed AKS backup was captured.
+BACKUP_VAULT_ERROR = "The backup extension of the cluster did not respond. Check the extension's health and retry."
+
+
 def _guid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -360,6 +401,9 @@ class _EstateBuilder:
     protections: dict[str, Protection] = field(default_factory=dict)  # DemoItem.key -> its protected item's state
 
     def build(self) -> list[_Running]:
+        # The Backup vault draws from its own generator, seeded from this one's state without consuming it, so
+        # the Recovery Services vaults (and the simulator after them) stay as they were before it existed.
+        backup_rng = random.Random(hashlib.sha256(repr(self.rng.getstate()).encode()).hexdigest())
         self.subscriptions = [_guid(self.rng), _guid(self.rng)]
         for vault in VAULTS:
             added = self.estate.add_vault(self.subscriptions[vault.subscription], vault.resource_group, vault.name,
@@ -374,7 +418,51 @@ class _EstateBuilder:
         self._special_jobs()
         running = self._running_at_start()
         self._protect_items()
+        self._backup_vault(backup_rng)
         return running
+
+    def _backup_vault(self, rng: random.Random) -> None:
+        """The Backup vault: its policies, instances, two weeks of scheduled backups and their recovery points."""
+        vault = self.estate.add_backup_vault(self.subscriptions[BACKUP_VAULT.subscription],
+                                             BACKUP_VAULT.resource_group, BACKUP_VAULT.name, BACKUP_VAULT.location)
+        vault.tags.update({"environment": "demo", "costCenter": "prod-backup"})
+        for instance in BACKUP_INSTANCES:
+            # The weekly policy starts on a Sunday, the daily ones on 2024-01-01; both at the instance's hour.
+            first_day = "2024-01-07" if instance.interval == "P1W" else "2024-01-01"
+            self.estate.add_dpp_policy(vault.name, make_dpp_policy(
+                vault=vault, name=instance.policy, datasource_type=instance.datasource_type,
+                interval=instance.interval, start=f"{first_day}T{instance.hour:02d}:00:00+00:00"))
+            resource = make_backup_instance(vault=vault, datasource_type=instance.datasource_type,
+                                            datasource_name=instance.name, resource_group=instance.resource_group,
+                                            policy=instance.policy, location=vault.location)
+            self.estate.add_backup_instance(vault.name, resource)
+            for days_ago in range(BACKUP_HISTORY_DAYS, 0, -1):
+                day = self.now - timedelta(days=days_ago)
+                if instance.interval == "P1W" and day.weekday() != WEEKLY_BACKUP_DAY:
+                    continue
+                self._backup_vault_job(vault, instance, resource["name"], day, rng=rng,
+                                       failed=days_ago == 1 and instance == FAILING_BACKUP_INSTANCE)
+
+    def _backup_vault_job(self, vault: FakeBackupVault, instance: DemoBackupInstance, instance_name: str,
+                          day: datetime, *, rng: random.Random, failed: bool) -> None:
+        start = day.replace(hour=instance.hour, minute=rng.randrange(0, 20), second=rng.randrange(60),
+                            microsecond=rng.randrange(1_000_000))
+        end = start + timedelta(minutes=rng.uniform(*instance.minutes))
+        if end >= self.now:  # yesterday's slot would still be running: it ran a little earlier
+            early = end - self.now + timedelta(minutes=rng.uniform(5, 30))
+            start, end = start - early, end - early
+        point = _guid(rng).replace("-", "")
+        self.estate.add_dpp_job(vault.name, make_dpp_job(
+            _guid(rng), vault=vault, datasource_type=instance.datasource_type, datasource_name=instance.name,
+            resource_group=instance.resource_group, instance=instance_name, policy=instance.policy,
+            status="Failed" if failed else "Completed", start=start, end=end,
+            datasource_size_bytes=instance.size_bytes, recovery_point_id=point,
+            error=BACKUP_VAULT_ERROR if failed else None))
+        if not failed:
+            self.estate.add_recovery_point(vault.name, instance_name, make_recovery_point(
+                vault=vault, instance=instance_name, time=end, datasource_type=instance.datasource_type,
+                policy=instance.policy, recovery_point_id=point,
+                recovery_point_type="Full" if instance.datasource_type.startswith("AzureDatabase") else "Incremental"))
 
     def add(self, item: DemoItem, *, operation: str, status: str, start: datetime, end: datetime | None,
             size: str | None = None, tasks: list[tuple[str, str]] | None = None, job_id: str | None = None,
@@ -658,7 +746,8 @@ class DemoEnvironment:
     estate: FakeEstate
     simulator: JobSimulator
     subscriptions: list[str]
-    vault_ids: list[str]
+    vault_ids: list[str]  # the Recovery Services vaults
+    backup_vault_ids: list[str] = field(default_factory=list)  # the Backup vaults
 
     @property
     def arm_url(self) -> str:
@@ -690,6 +779,8 @@ def start_demo(seed: int = 7, speed: float = 1.0) -> DemoEnvironment:
     arm = FakeArm(builder.estate, latency=0.02, ratelimit_refill=25.0).start()
     simulator.start()
     vault_ids = [vault.id for vault in builder.estate.vaults]
-    log.info("demo: simulated Azure estate on %s (%d vaults, %d subscriptions, %d protected items); all data is fake",
-             arm.url, len(vault_ids), len(builder.subscriptions), len(builder.protections))
-    return DemoEnvironment(arm, builder.estate, simulator, builder.subscriptions, vault_ids)
+    backup_vault_ids = [vault.id for vault in builder.estate.backup_vaults]
+    log.info("demo: simulated Azure estate on %s (%d vaults, %d Backup vaults, %d subscriptions, %d protected items); "
+             "all data is fake", arm.url, len(vault_ids), len(backup_vault_ids), len(builder.subscriptions),
+             len(builder.protections))
+    return DemoEnvironment(arm, builder.estate, simulator, builder.subscriptions, vault_ids, backup_vault_ids)

@@ -17,6 +17,13 @@ where the real service is awkward (see the real payloads in tests/fixtures/azure
   are named by their jobs as Azure names them, not by the item's friendlyName (workload_job_name).
 * Faults per vault (error status, throttling, slow replies, broken JSON, an off-host nextLink)
   and for the token endpoint, optionally for the next N requests only.
+* Backup vaults (Microsoft.DataProtection; FakeBackupVault, make_dpp_job and its siblings): the vault list and
+  GET, backupJobs LIST (every stored job, $filter ignored as the API declares none; extendedInfo null, a .NET
+  TimeSpan duration, "nextLink": null on the last page) and GET (extendedInfo with subTasks, ISO duration, endTime
+  null while running), backupInstances (no nextLink key on the last page), backupPolicies and an instance's
+  recoveryPoints ($filter on startDate/endDate), paged with an opaque $skipToken; behind the same token check,
+  api-version rule, faults and token bucket as the Recovery Services routes. A subscription not registered for
+  a resource provider (FakeEstate.unregister_provider) gets ARM's 409 MissingSubscriptionRegistration.
 * The App Service flavour of the managed-identity endpoint, which azure-identity uses when
   ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set.
 * ARM's read token bucket, one per subscription (capacity 250, refilled ``ratelimit_refill`` per second):
@@ -33,6 +40,7 @@ Stored jobs are served as they are: a running job's duration only grows when som
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -47,8 +55,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, cast, overload
-from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
+from typing import Any, ClassVar, Literal, cast, overload
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
@@ -124,9 +132,44 @@ FAKE_PRINCIPAL_ID = "5f1c2a8e-0d3b-4c7a-9e61-2b8d4f0a7c13"  # the "managed ident
 
 FaultKind = Literal["status", "throttle", "timeout", "malformed", "offhost_nextlink"]
 FAULT_KINDS: tuple[str, ...] = ("status", "throttle", "timeout", "malformed", "offhost_nextlink")
-# Requests a vault fault can apply to; "*_next_page" is a LIST that follows a nextLink.
-FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get", "items_list",
-                              "items_next_page", "policies_list", "policies_next_page"})
+# Requests a vault fault can apply to; "*_next_page" is a LIST that follows a nextLink. A fault is set per
+# vault name; a Recovery Services vault and a Backup vault may share one, so the two sets below tell them apart.
+RSV_FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get", "items_list",
+                                  "items_next_page", "policies_list", "policies_next_page"})
+DPP_FAULT_OPERATIONS = frozenset({"dpp_vault_get", "dpp_jobs_list", "dpp_jobs_next_page", "dpp_jobs_get",
+                                  "dpp_instances_list", "dpp_instances_next_page", "dpp_policies_list",
+                                  "dpp_policies_next_page", "dpp_recovery_points_list",
+                                  "dpp_recovery_points_next_page"})
+FAULT_OPERATIONS = RSV_FAULT_OPERATIONS | DPP_FAULT_OPERATIONS
+
+# --- Backup vaults (Microsoft.DataProtection, "DPP") ------------------------------------------------
+# Real payloads: tests/fixtures/azure/dataprotection (PROVENANCE.md); digest: the research notes on Backup vaults.
+
+RSV_NAMESPACE = "Microsoft.RecoveryServices"
+DPP_NAMESPACE = "Microsoft.DataProtection"
+BACKUP_VAULT_RESOURCE_TYPE = "Microsoft.DataProtection/backupVaults"  # as a real GET writes it (the spec: BackupVaults)
+DPP_JOB_RESOURCE_TYPE = "Microsoft.DataProtection/backupVaults/backupJobs"
+BACKUP_INSTANCE_RESOURCE_TYPE = "Microsoft.DataProtection/backupVaults/backupInstances"
+DPP_POLICY_RESOURCE_TYPE = "Microsoft.DataProtection/backupVaults/backupPolicies"
+RECOVERY_POINT_RESOURCE_TYPE = "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints"
+# Stable and preview api-versions of the DataProtection readme (newest stable 2026-06-01); real traffic used
+# 2024-04-01 (Azure CLI) and 2026-03-01 (PowerShell).
+DPP_API_VERSIONS = frozenset({
+    "2021-01-01", "2021-07-01", "2022-01-01", "2022-03-01", "2022-04-01", "2022-05-01", "2022-12-01",
+    "2023-01-01", "2023-05-01", "2023-11-01", "2023-12-01", "2024-03-01", "2024-04-01", "2025-01-01",
+    "2025-02-01", "2025-07-01", "2025-09-01", "2026-03-01", "2026-06-01",
+    "2024-02-01-preview", "2026-04-01-preview", "2026-08-31-preview",
+})
+# ARM's answer for a resource provider the subscription is not registered for: 409 with this code, and the
+# namespace repeated as the detail's target (GitHub issue Azure/data-product-streaming#12, 2021; the fixture
+# dataprotection/fake-issue.409.MissingSubscriptionRegistration.json).
+MISSING_REGISTRATION_CODE = "MissingSubscriptionRegistration"
+MISSING_REGISTRATION_MESSAGE = ("The subscription is not registered to use namespace '{namespace}'. See "
+                                "https://aka.ms/rps-not-found for how to register subscriptions.")
+# A GET's targetRecoverPoint.recoveryPointTime when unset (the real completed backups show it).
+UNSET_RECOVERY_POINT_TIME = "0001-01-01T00:00:00Z"
+DPP_BAD_REQUEST_CODE = "BadRequest"  # no real DPP 400 was captured: the generic code
+NextLinkOnLastPage = Literal["null", "absent"]
 
 
 # --- Azure's value formats ------------------------------------------------------------------------
@@ -251,6 +294,10 @@ def error_body(code: str, message: str) -> Json:
 
 @dataclass
 class FakeVault:
+    """A Recovery Services vault (Microsoft.RecoveryServices/vaults)."""
+
+    resource_type: ClassVar[str] = VAULT_RESOURCE_TYPE
+
     subscription_id: str
     resource_group: str
     name: str
@@ -281,6 +328,51 @@ class FakeVault:
         }
 
 
+@dataclass
+class FakeBackupVault:
+    """A Backup vault (Microsoft.DataProtection/backupVaults): its jobs, backup instances, policies and recovery
+    points. It may share its name and resource group with a Recovery Services vault; the estate keeps both."""
+
+    resource_type: ClassVar[str] = BACKUP_VAULT_RESOURCE_TYPE
+
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str = "westeurope"
+    jobs: dict[str, Json] = field(default_factory=dict)  # job GUID -> AzureBackupJobResource as GET returns it
+    instances: dict[str, Json] = field(default_factory=dict)  # lower-cased name -> BackupInstanceResource
+    policies: dict[str, Json] = field(default_factory=dict)  # lower-cased name -> BaseBackupPolicyResource
+    # lower-cased backup instance name -> recovery point name -> AzureBackupRecoveryPointResource
+    recovery_points: dict[str, dict[str, Json]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.DataProtection/backupVaults/{self.name}")
+
+    def resource(self) -> Json:
+        """The vault as the vault list and GET return it: the keys of GetBackupVaultsInSubscription.json; the type
+        and the values a real vault GET (2024-04-01) and Resource Graph row showed (bcdrSecurityLevel Poor,
+        secureScore None, soft delete On for 14.0 days, locally redundant VaultStore). featureSettings' value is
+        illustrative."""
+        return {
+            "name": self.name,
+            "type": BACKUP_VAULT_RESOURCE_TYPE,
+            "id": self.id,
+            "location": self.location,
+            "properties": {
+                "bcdrSecurityLevel": "Poor",
+                "featureSettings": {"crossRegionRestoreSettings": {"state": "Disabled"}},
+                "provisioningState": "Succeeded",
+                "secureScore": "None",
+                "securitySettings": {"softDeleteSettings": {"retentionDurationInDays": 14.0, "state": "On"}},
+                "storageSettings": [{"type": "LocallyRedundant", "datastoreType": "VaultStore"}],
+            },
+            "tags": dict(self.tags),
+        }
+
+
 class VaultList:
     """A snapshot of the estate's vaults: iterate it for FakeVaults; index it by (case-insensitive) name,
     or by position in the order they were added."""
@@ -307,13 +399,19 @@ class VaultList:
 
 
 class FakeEstate:
-    """Vaults, their jobs and their protected items. One lock: tests and the demo simulator mutate it while
-    the server reads."""
+    """Vaults, their jobs and their protected items, and Backup vaults with theirs. One lock: tests and the demo
+    simulator mutate it while the server reads.
+
+    Recovery Services vaults and Backup vaults live apart (the *_vault and *backup_vault* methods): one of each may
+    share a name and resource group. Names are unique among the vaults of one kind in an estate.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._vaults: dict[str, FakeVault] = {}  # lower-cased name -> vault; names are unique in an estate
+        self._backup_vaults: dict[str, FakeBackupVault] = {}  # lower-cased name -> Backup vault
         self._subscriptions: dict[str, str] = {}  # lower-cased -> as added
+        self._unregistered: set[tuple[str, str]] = set()  # (subscription, namespace), lower-cased
 
     # -- vaults --
 
@@ -364,7 +462,172 @@ class FakeEstate:
             return subscription_id.lower() in self._subscriptions
 
     def knows_resource_group(self, subscription_id: str, resource_group: str) -> bool:
-        return any(v.resource_group.lower() == resource_group.lower() for v in self.vaults_in(subscription_id))
+        vaults: list[FakeVault | FakeBackupVault] = [*self.vaults_in(subscription_id),
+                                                     *self.backup_vaults_in(subscription_id)]
+        return any(v.resource_group.lower() == resource_group.lower() for v in vaults)
+
+    # -- resource provider registration --
+
+    def unregister_provider(self, subscription_id: str, namespace: str = DPP_NAMESPACE) -> None:
+        """The subscription is not registered for this resource provider: ARM answers every request to the
+        namespace with 409 MissingSubscriptionRegistration. The subscription itself becomes known."""
+        with self.lock:
+            self.add_subscription(subscription_id)
+            self._unregistered.add((subscription_id.lower(), namespace.lower()))
+
+    def register_provider(self, subscription_id: str, namespace: str = DPP_NAMESPACE) -> None:
+        with self.lock:
+            self._unregistered.discard((subscription_id.lower(), namespace.lower()))
+
+    def provider_registered(self, subscription_id: str, namespace: str) -> bool:
+        with self.lock:
+            return (subscription_id.lower(), namespace.lower()) not in self._unregistered
+
+    # -- Backup vaults (Microsoft.DataProtection) --
+
+    def add_backup_vault(self, subscription_id: str, resource_group: str, name: str,
+                         location: str = "westeurope") -> FakeBackupVault:
+        with self.lock:
+            if name.lower() in self._backup_vaults:
+                raise ValueError(f"Backup vault {name!r} already exists; Backup vault names must be unique in a "
+                                 "FakeEstate")
+            vault = FakeBackupVault(subscription_id, resource_group, name, location)
+            self._backup_vaults[name.lower()] = vault
+            self.add_subscription(subscription_id)
+            return vault
+
+    def remove_backup_vault(self, name: str) -> None:
+        """The Backup vault is deleted: ARM answers 404 for it from now on."""
+        with self.lock:
+            del self._backup_vaults[name.lower()]
+
+    @property
+    def backup_vaults(self) -> list[FakeBackupVault]:
+        with self.lock:
+            return list(self._backup_vaults.values())
+
+    def backup_vault(self, name: str) -> FakeBackupVault:
+        with self.lock:
+            return self._backup_vaults[name.lower()]
+
+    def find_backup_vault(self, subscription_id: str, resource_group: str, name: str) -> FakeBackupVault | None:
+        """The Backup vault at this ARM path, matched case-insensitively like ARM does."""
+        with self.lock:
+            vault = self._backup_vaults.get(name.lower())
+        if vault and (vault.subscription_id.lower(), vault.resource_group.lower()) == (
+                subscription_id.lower(), resource_group.lower()):
+            return vault
+        return None
+
+    def backup_vaults_in(self, subscription_id: str) -> list[FakeBackupVault]:
+        with self.lock:
+            return [v for v in self._backup_vaults.values() if v.subscription_id.lower() == subscription_id.lower()]
+
+    def add_dpp_job(self, vault_name: str, job: Mapping[str, Any]) -> None:
+        """Store an AzureBackupJobResource as GET returns it (make_dpp_job); a job with the same name is replaced.
+        The LIST derives its own form from it (extendedInfo null, a TimeSpan duration)."""
+        name = job.get("name")
+        if not isinstance(name, str) or not isinstance(job.get("properties"), Mapping):
+            raise ValueError("a job needs a 'name' (its GUID) and 'properties'")
+        with self.lock:
+            self.backup_vault(vault_name).jobs[name] = copy.deepcopy(dict(job))
+
+    def update_dpp_job(self, vault_name: str, job_id: str, **properties: Any) -> None:
+        """Set properties of the job (e.g. status, endTime, duration, extendedInfo). Unlike update_job, None is
+        stored as null: a Backup vault job keeps its keys and shows null (endTime while it runs)."""
+        with self.lock:
+            jobs = self.backup_vault(vault_name).jobs
+            key = _find_key(jobs, job_id)
+            if key is None:
+                raise KeyError(f"no job {job_id!r} in Backup vault {vault_name!r}")
+            jobs[key]["properties"].update(copy.deepcopy(properties))
+
+    def remove_dpp_job(self, vault_name: str, job_id: str) -> None:
+        with self.lock:
+            jobs = self.backup_vault(vault_name).jobs
+            key = _find_key(jobs, job_id)
+            if key is not None:
+                del jobs[key]
+
+    def dpp_job(self, vault_name: str, job_id: str) -> Json | None:
+        """A copy of one Backup vault job as GET returns it, looked up case-insensitively, or None."""
+        with self.lock:
+            jobs = self.backup_vault(vault_name).jobs
+            key = _find_key(jobs, job_id)
+            return copy.deepcopy(jobs[key]) if key is not None else None
+
+    def dpp_jobs(self, vault_name: str) -> list[Json]:
+        with self.lock:
+            return copy.deepcopy(list(self.backup_vault(vault_name).jobs.values()))
+
+    def add_backup_instance(self, vault_name: str, instance: Mapping[str, Any]) -> None:
+        """Store a BackupInstanceResource (make_backup_instance); one with the same name, in any case, is
+        replaced. Its recovery points stay."""
+        name = instance.get("name")
+        if not isinstance(name, str) or not isinstance(instance.get("properties"), Mapping):
+            raise ValueError("a backup instance needs a 'name' and 'properties'")
+        with self.lock:
+            self.backup_vault(vault_name).instances[name.lower()] = copy.deepcopy(dict(instance))
+
+    def update_backup_instance(self, vault_name: str, name: str, **properties: Any) -> None:
+        """Set properties of the instance (e.g. currentProtectionState, protectionStatus)."""
+        with self.lock:
+            stored = self.backup_vault(vault_name).instances.get(name.lower())
+            if stored is None:
+                raise KeyError(f"no backup instance {name!r} in Backup vault {vault_name!r}")
+            stored["properties"].update(copy.deepcopy(properties))
+
+    def remove_backup_instance(self, vault_name: str, name: str) -> None:
+        """The instance is gone, with its recovery points."""
+        with self.lock:
+            vault = self.backup_vault(vault_name)
+            vault.instances.pop(name.lower(), None)
+            vault.recovery_points.pop(name.lower(), None)
+
+    def backup_instance(self, vault_name: str, name: str) -> Json | None:
+        with self.lock:
+            stored = self.backup_vault(vault_name).instances.get(name.lower())
+            return copy.deepcopy(stored) if stored is not None else None
+
+    def backup_instances(self, vault_name: str) -> list[Json]:
+        with self.lock:
+            return copy.deepcopy(list(self.backup_vault(vault_name).instances.values()))
+
+    def add_dpp_policy(self, vault_name: str, policy: Mapping[str, Any]) -> None:
+        """Store a BaseBackupPolicyResource (make_dpp_policy); one with the same name, in any case, is replaced."""
+        name = policy.get("name")
+        if not isinstance(name, str) or not isinstance(policy.get("properties"), Mapping):
+            raise ValueError("a policy needs a 'name' and 'properties'")
+        with self.lock:
+            self.backup_vault(vault_name).policies[name.lower()] = copy.deepcopy(dict(policy))
+
+    def remove_dpp_policy(self, vault_name: str, name: str) -> None:
+        with self.lock:
+            self.backup_vault(vault_name).policies.pop(name.lower(), None)
+
+    def add_recovery_point(self, vault_name: str, instance_name: str, point: Mapping[str, Any]) -> None:
+        """Store an AzureBackupRecoveryPointResource (make_recovery_point) of an instance the vault holds
+        (KeyError otherwise); one with the same name is replaced."""
+        name = point.get("name")
+        if not isinstance(name, str) or not isinstance(point.get("properties"), Mapping):
+            raise ValueError("a recovery point needs a 'name' and 'properties'")
+        with self.lock:
+            vault = self.backup_vault(vault_name)
+            if instance_name.lower() not in vault.instances:
+                raise KeyError(f"no backup instance {instance_name!r} in Backup vault {vault_name!r}")
+            vault.recovery_points.setdefault(instance_name.lower(), {})[name] = copy.deepcopy(dict(point))
+
+    def remove_recovery_point(self, vault_name: str, instance_name: str, name: str) -> None:
+        with self.lock:
+            points = self.backup_vault(vault_name).recovery_points.get(instance_name.lower(), {})
+            key = _find_key(points, name)
+            if key is not None:
+                del points[key]
+
+    def recovery_points(self, vault_name: str, instance_name: str) -> list[Json]:
+        with self.lock:
+            points = self.backup_vault(vault_name).recovery_points.get(instance_name.lower(), {})
+            return copy.deepcopy(list(points.values()))
 
     # -- jobs --
 
@@ -1109,6 +1372,388 @@ def _schedule(weekly_days: tuple[str, ...], hourly: tuple[int, int] | None, run_
             "scheduleRunTimes": [run_time], "scheduleWeeklyFrequency": 0}
 
 
+# --- Backup vault payloads ------------------------------------------------------------------------
+#
+# Jobs follow the real GETs (Azure CLI 2024-04-01 and PowerShell 2026-03-01 recordings: key order, nulls,
+# ISO durations, the 0001-01-01 sentinel); backup instances the PowerShell BackupInstances_List recording for
+# disks and the spec examples for blobs and AKS (dataSourceSetInfo, backupDatasourceParametersList); policies the
+# spec's ListBackupPolicy.json and the CLI's default policy per data source (its manifests); recovery points the
+# REST list in Microsoft's "Restore Azure Disks using Azure Data Protection REST API" article. Where no capture
+# shows a value (a failed backup's errorDetails, AKS and PostgreSQL destinations), it is marked illustrative.
+
+
+@dataclass(frozen=True)
+class DppDatasource:
+    """A data source type a Backup vault protects, as the Azure CLI's manifest for it describes it."""
+
+    name: str  # the CLI's --datasource-type
+    datasource_type: str  # dataSourceType of jobs, datasourceType of instances, datasourceTypes of policies
+    resource_type: str  # dataSourceInfo.resourceType, as the spec examples and manifests write it
+    provider: str  # the protected resource's provider and type, to build its ARM id
+    store: str  # the data store its backups go to (policy rules, instances' data store parameters)
+    backup_type: str  # backupParameters.backupType of its policies
+    destination: str  # destinationDataStoreName of a finished backup job
+    set_info: bool  # instances carry dataSourceSetInfo, jobs a dataSourceSetName
+    frequencies: tuple[str, ...]  # the backup frequencies its policies may have (supportedBackupFrequency)
+    # Its CLI default policy sets the schedule's timeZone "UTC" and the lifecycle's targetDataStoreCopySettings []
+    # (vaulted blob and PostgreSQL; the disk and AKS ones set neither), which the service echoes.
+    utc_schedule: bool = False
+
+
+DPP_DATASOURCES: dict[str, DppDatasource] = {
+    "AzureDisk": DppDatasource("AzureDisk", "Microsoft.Compute/disks", "Microsoft.Compute/disks",
+                               "Microsoft.Compute/disks", "OperationalStore", "Incremental", "OperationalTierStore",
+                               False, ("Daily", "Hourly")),
+    # Vaulted blob backup (the recording's destination VaultStore); operational blob backup is continuous.
+    "AzureBlob": DppDatasource("AzureBlob", "Microsoft.Storage/storageAccounts/blobServices",
+                               "Microsoft.Storage/storageAccounts", "Microsoft.Storage/storageAccounts",
+                               "VaultStore", "Discrete", "VaultStore", True, ("Daily", "Weekly"), True),
+    # No PostgreSQL flexible server or AKS job was captured: their destinations are illustrative.
+    "AzureDatabaseForPostgreSQLFlexibleServer": DppDatasource(
+        "AzureDatabaseForPostgreSQLFlexibleServer", "Microsoft.DBforPostgreSQL/flexibleServers",
+        "Microsoft.DBforPostgreSQL/flexibleServers", "Microsoft.DBforPostgreSQL/flexibleServers", "VaultStore",
+        "Full", "VaultStore", False, ("Weekly",), True),
+    "AzureKubernetesService": DppDatasource(
+        "AzureKubernetesService", "Microsoft.ContainerService/managedClusters",
+        "Microsoft.ContainerService/managedclusters", "Microsoft.ContainerService/managedClusters",
+        "OperationalStore", "Incremental", "OperationalTierStore", True, ("Daily", "Hourly")),
+}
+_DPP_RECOMMENDED_ACTION = "Refer https://aka.ms/AzureBackupTroubleshootFailures for more details."
+_DPP_TASK_STATUS = {"Succeeded": "Completed", "CompletedWithWarnings": "Completed", "Started": "InProgress"}
+_ISO_DURATION = re.compile(r"^(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.(\d{1,7}))?S)?)?$")
+
+
+def dpp_datasource(datasource_type: str) -> DppDatasource:
+    """The data source by the CLI's name (AzureDisk, AzureBlob, AzureDatabaseForPostgreSQLFlexibleServer,
+    AzureKubernetesService) or its datasourceType, in any case; ValueError for another."""
+    wanted = datasource_type.lower()
+    for kind in DPP_DATASOURCES.values():
+        if wanted in (kind.name.lower(), kind.datasource_type.lower()):
+            return kind
+    raise ValueError(f"unknown Backup vault data source {datasource_type!r}; one of {', '.join(DPP_DATASOURCES)}")
+
+
+def parse_iso_duration(text: str) -> int:
+    """Ticks of an ISO-8601 duration as .NET's XmlConvert writes a TimeSpan ('PT4M9.8668428S', 'P1DT2H', 'PT0S');
+    ValueError otherwise."""
+    match = _ISO_DURATION.match(text)
+    if not match or text in ("P", "-P") or text.endswith("T"):
+        raise ValueError(f"not an ISO-8601 duration: {text!r}")
+    sign, days, hours, minutes, seconds, fraction = match.groups()
+    ticks = ((int(days or 0) * 24 + int(hours or 0)) * 60 + int(minutes or 0)) * 60 + int(seconds or 0)
+    ticks = ticks * TICKS_PER_SECOND + int((fraction or "").ljust(7, "0"))
+    return -ticks if sign else ticks
+
+
+def _dpp_datasource_id(kind: DppDatasource, subscription_id: str, resource_group: str, name: str) -> str:
+    return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/{kind.provider}/{name}"
+
+
+def backup_instance_name(vault: FakeBackupVault, datasource_name: str) -> str:
+    """The name Azure gives a backup instance, '<resource>-<resource>-<GUID>' (the recordings' disk and storage
+    account instances); the GUID is stable for the vault and the resource."""
+    token = uuid.uuid5(uuid.NAMESPACE_URL, f"{vault.id.lower()}/{datasource_name.lower()}")
+    return f"{datasource_name}-{datasource_name}-{token}"
+
+
+def _dpp_ticks(moment: Timestamp, key: str, what: str) -> int:
+    if isinstance(moment, str):
+        return parse_azure_time(moment)
+    return to_ticks(moment) + _sub_microsecond_digit(key, what)
+
+
+def _dpp_etag(ticks: int) -> str:
+    """W/"datetime'2025-02-23T12%3A04%3A20.8609392Z'" (the real jobs' etag: their last change, ':' encoded)."""
+    return "W/\"datetime'" + format_ticks(ticks).replace(":", "%3A") + "'\""
+
+
+def _dpp_error(message: str, code: str) -> Json:
+    """A UserFacingError in the shape of the recorded failed restore (one nested level kept)."""
+    def level(details: list[Json] | None) -> Json:
+        return {"code": code, "message": message, "recommendedAction": [_DPP_RECOMMENDED_ACTION], "target": "",
+                "innerError": None, "isRetryable": True, "isUserError": False, "properties": None,
+                "details": details}
+    return level([level(None)])
+
+
+def make_dpp_job(job_id: str, *, vault: FakeBackupVault, datasource_type: str, datasource_name: str,
+                 resource_group: str | None = None, instance: str | None = None, friendly_name: str | None = None,
+                 policy: str = "DefaultPolicy", operation: str = "Backup", status: str = "Completed",
+                 start: Timestamp, end: Timestamp | None = None, user_triggered: bool = False,
+                 tasks: list[tuple[str, str]] | None = None, data_transferred_bytes: float | None = None,
+                 datasource_size_bytes: int | None = None, recovery_point_id: str | None = None,
+                 error: str | None = None, error_code: str = "InternalServerError",
+                 location: str | None = None, activity_id: str | None = None) -> Json:
+    """An AzureBackupJobResource as a Backup vault's job GET returns it (the LIST derives its own form).
+
+    The data source is named, in its resource group (default: the vault's), and protected by `instance` (default:
+    backup_instance_name). A running job (end None) has endTime null, duration PT0S and its sub-task's details
+    null, as recorded; a finished one the ISO duration end - start. tasks: (taskName, taskStatus) pairs, by default
+    one 'Trigger Backup' (or 'Trigger Restore') task in the job's state. dataTransferredInBytes is null unless
+    given (it was null in every real job); datasource_size_bytes lands, as a string, in the sub-task's
+    OriginalDatasourceSizeInBytes as for real disks. error: a failed job's message (errorDetails). Times are
+    datetimes (given a 7th fractional digit of their own) or Azure timestamps, taken to the tick.
+    """
+    kind = dpp_datasource(datasource_type)
+    group = resource_group or vault.resource_group
+    instance_name = instance or backup_instance_name(vault, datasource_name)
+    restore = operation.lower().startswith("restore")
+    start_ticks = _dpp_ticks(start, job_id, "start")
+    end_ticks = _dpp_ticks(end, job_id, "end") if end is not None else None
+    activity = activity_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"activity/{job_id}"))
+    point = recovery_point_id or uuid.uuid5(uuid.NAMESPACE_URL, f"recovery-point/{job_id}").hex
+    datasource_id = _dpp_datasource_id(kind, vault.subscription_id, group, datasource_name)
+    finished = end_ticks is not None
+    properties: Json = {
+        "activityID": activity,
+        "subscriptionId": vault.subscription_id,
+        "backupInstanceId": f"{vault.id}/backupInstances/{instance_name}",
+        "policyId": f"{vault.id}/backupPolicies/{policy}",
+        "dataSourceId": datasource_id,
+        "vaultName": vault.name,
+        "backupInstanceFriendlyName": friendly_name or datasource_name,
+        "policyName": policy,
+        "sourceResourceGroup": group,
+        "dataSourceSetName": datasource_name if kind.set_info else None,
+        "dataSourceName": datasource_name,
+        "sourceDataStoreName": kind.store if restore else None,
+        "sourceDataStoreType": kind.store if restore else None,
+        "destinationDataStoreName": kind.destination if finished and not restore else None,
+        "progressEnabled": False,
+        "etag": _dpp_etag(end_ticks + 4_000_000 if end_ticks is not None else start_ticks + 3_000_000),
+        "sourceSubscriptionID": vault.subscription_id,
+        "dataSourceLocation": location or vault.location,
+        "startTime": format_ticks(start_ticks),
+        "endTime": format_ticks(end_ticks) if end_ticks is not None else None,
+        "dataSourceType": kind.datasource_type,
+        "operationCategory": "Restore" if restore else "Backup",
+        "operation": operation,
+        "status": status,
+        "restoreType": None,
+        "isUserTriggered": user_triggered or restore,
+        "rehydrationPriority": None,
+        "supportedActions": [""] if user_triggered or restore else [],
+        "duration": iso_duration(max(0, end_ticks - start_ticks)) if end_ticks is not None else "PT0S",
+        "progressUrl": None,
+        "isCrossRegionRestore": None,
+        "errorDetails": [_dpp_error(error, error_code)] if error else None,
+    }
+    task_status = _DPP_TASK_STATUS.get(status, status)
+    steps = tasks if tasks is not None else [("Trigger Restore" if restore else "Trigger Backup", task_status)]
+    sub_tasks = []
+    for number, (name, state) in enumerate(steps, start=1):
+        details: Json | None = None
+        if state != "InProgress":
+            details = {**({"OriginalDatasourceSizeInBytes": str(datasource_size_bytes)}
+                          if datasource_size_bytes is not None else {}),
+                       "TaskId": activity, "DatasourceType": kind.datasource_type}
+        sub_tasks.append({"taskId": number, "taskName": name, "taskStatus": state, "taskProgress": None,
+                          "additionalDetails": details})
+    completed = finished and status in ("Completed", "CompletedWithWarnings", "Succeeded")
+    properties["extendedInfo"] = {
+        "backupInstanceState": None,
+        "dataTransferredInBytes": data_transferred_bytes,
+        "targetRecoverPoint": ({"recoveryPointID": point, "recoveryPointTime": UNSET_RECOVERY_POINT_TIME}
+                               if completed and not restore else None),
+        "sourceRecoverPoint": ({"recoveryPointID": point, "recoveryPointTime": format_ticks(start_ticks - 86_400
+                                                                                            * TICKS_PER_SECOND)}
+                               if restore else None),
+        "recoveryDestination": datasource_id if restore else None,
+        "subTasks": sub_tasks,
+        "additionalDetails": None if restore else {"RetentionTag": "Default"},
+        "warningDetails": None,
+    }
+    return {"properties": properties, "id": f"{vault.id}/backupJobs/{job_id}", "name": job_id,
+            "type": DPP_JOB_RESOURCE_TYPE}
+
+
+def dpp_listed_job(job: Json) -> Json:
+    """A stored job (as GET returns it) the way Jobs_List shows it: extendedInfo null, the duration as a .NET
+    TimeSpan ('00:03:39.7214322') and the times with their trailing zeros trimmed ('…46.417859Z'; the GET writes
+    its unset time '0001-01-01T00:00:00Z' trimmed too). Changes `job` in place."""
+    properties = job["properties"]
+    if "extendedInfo" in properties:
+        properties["extendedInfo"] = None
+    duration = properties.get("duration")
+    if isinstance(duration, str):
+        with contextlib.suppress(ValueError):  # else already a TimeSpan, or a value a test wants served as it is
+            properties["duration"] = dotnet_duration(parse_iso_duration(duration))
+    for key in ("startTime", "endTime"):  # the GET's serializer trims them too; a stored 7-digit one is trimmed here
+        stamp = properties.get(key)
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                properties[key] = format_ticks(parse_azure_time(stamp))
+    return job
+
+
+def make_backup_instance(*, vault: FakeBackupVault, datasource_type: str, datasource_name: str,
+                         resource_group: str | None = None, name: str | None = None, friendly_name: str | None = None,
+                         policy: str = "DefaultPolicy", protection_state: str = "ProtectionConfigured",
+                         provisioning_state: str = "Succeeded", location: str | None = None,
+                         containers: tuple[str, ...] = ("backups",), error: str | None = None) -> Json:
+    """A BackupInstanceResource as BackupInstances_List returns it (the PowerShell recording's shape).
+
+    protection_state lands in protectionStatus.status and currentProtectionState (both open string sets);
+    error, for a ProtectionError, in protectionStatus.errorDetails. Blobs and AKS clusters carry a
+    dataSourceSetInfo and their backupDatasourceParametersList (blob containers, Kubernetes namespaces); disks and
+    AKS clusters the operational store's snapshot resource group.
+    """
+    kind = dpp_datasource(datasource_type)
+    group = resource_group or vault.resource_group
+    resource_id = _dpp_datasource_id(kind, vault.subscription_id, group, datasource_name)
+    instance_name = name or backup_instance_name(vault, datasource_name)
+
+    def info(object_type: str) -> Json:
+        return {"resourceID": resource_id, "resourceUri": resource_id, "datasourceType": kind.datasource_type,
+                "resourceName": datasource_name, "resourceType": kind.resource_type,
+                "resourceLocation": location or vault.location, "objectType": object_type}
+
+    parameters: Json = {}
+    if kind.name == "AzureBlob":
+        parameters["backupDatasourceParametersList"] = [
+            {"objectType": "BlobBackupDatasourceParameters", "containersList": list(containers)}]
+    if kind.name == "AzureKubernetesService":
+        parameters["backupDatasourceParametersList"] = [{
+            "excludedNamespaces": ["kube-system"], "excludedResourceTypes": [], "includeClusterScopeResources": True,
+            "includedNamespaces": [], "includedResourceTypes": [], "includedVolumeTypes": ["AzureDisk"],
+            "labelSelectors": [], "objectType": "KubernetesClusterBackupDatasourceParameters",
+            "snapshotVolumes": True}]
+    if kind.store == "OperationalStore":
+        parameters["dataStoreParametersList"] = [{
+            "objectType": "AzureOperationalStoreParameters", "dataStoreType": "OperationalStore",
+            "resourceGroupId": f"/subscriptions/{vault.subscription_id}/resourceGroups/{group}"}]
+    policy_info: Json = {"policyId": f"{vault.id}/backupPolicies/{policy}"}
+    if parameters:
+        policy_info["policyParameters"] = parameters
+    status: Json = {"status": protection_state}
+    if error:
+        status["errorDetails"] = _dpp_error(error, "UserErrorProtectionError")  # illustrative code
+    properties: Json = {"friendlyName": friendly_name or datasource_name, "dataSourceInfo": info("Datasource")}
+    if kind.set_info:
+        properties["dataSourceSetInfo"] = info("DatasourceSet")
+    properties.update(policyInfo=policy_info, protectionStatus=status, currentProtectionState=protection_state,
+                      provisioningState=provisioning_state, objectType="BackupInstance")
+    return {"properties": properties, "id": f"{vault.id}/backupInstances/{instance_name}", "name": instance_name,
+            "type": BACKUP_INSTANCE_RESOURCE_TYPE}
+
+
+def make_dpp_policy(*, vault: FakeBackupVault, name: str, datasource_type: str, interval: str = "P1D",
+                    start: str = "2024-01-01T02:00:00+00:00", retention: str = "P30D") -> Json:
+    """A BaseBackupPolicyResource as BackupPolicies_List returns it (the Azure CLI's recorded disk policy, key for
+    key; the fields of the spec's ListBackupPolicy.json): one AzureBackupRule whose schedule repeats every
+    `interval` from `start` ('R/2024-01-01T02:00:00+00:00/P1D') into the data source's store, then the default
+    AzureRetentionRule keeping points for `retention`. interval: PT<n>H (Hourly), P1D (Daily) or P1W (Weekly);
+    ValueError for a frequency the data source's policies cannot have (the CLI's manifests)."""
+    kind = dpp_datasource(datasource_type)
+    frequency = ("Hourly" if interval.startswith("PT") and interval.endswith("H") else
+                 {"P1D": "Daily", "P1W": "Weekly"}.get(interval))
+    if frequency is None or frequency not in kind.frequencies:
+        raise ValueError(f"a {kind.name} policy cannot back up every {interval!r}; it allows "
+                         f"{', '.join(kind.frequencies)}")
+    store = {"dataStoreType": kind.store, "objectType": "DataStoreInfoBase"}
+    schedule: Json = {"repeatingTimeIntervals": [f"R/{start}/{interval}"]}
+    lifecycle: Json = {"deleteAfter": {"objectType": "AbsoluteDeleteOption", "duration": retention}}
+    if kind.utc_schedule:
+        schedule["timeZone"] = "UTC"
+        lifecycle["targetDataStoreCopySettings"] = []
+    lifecycle["sourceDataStore"] = dict(store)
+    backup_rule = {
+        "backupParameters": {"backupType": kind.backup_type, "objectType": "AzureBackupParams"},
+        "trigger": {"schedule": schedule,
+                    "taggingCriteria": [{"tagInfo": {"tagName": "Default", "id": "Default_"}, "taggingPriority": 99,
+                                         "isDefault": True}],
+                    "objectType": "ScheduleBasedTriggerContext"},
+        "dataStore": dict(store),
+        "name": f"Backup{frequency}",
+        "objectType": "AzureBackupRule",
+    }
+    retention_rule = {"lifecycles": [lifecycle], "isDefault": True, "name": "Default",
+                      "objectType": "AzureRetentionRule"}
+    return {
+        "properties": {"policyRules": [backup_rule, retention_rule], "datasourceTypes": [kind.datasource_type],
+                       "objectType": "BackupPolicy"},
+        "id": f"{vault.id}/backupPolicies/{name}",
+        "name": name,
+        "type": DPP_POLICY_RESOURCE_TYPE,
+    }
+
+
+def _seven_digits(ticks: int) -> str:
+    """A timestamp with all 7 fractional digits, as the recovery point list writes them ('…20.5055980Z')."""
+    seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
+    return f"{(_DOTNET_EPOCH + timedelta(seconds=seconds)):%Y-%m-%dT%H:%M:%S}.{fraction:07d}Z"
+
+
+def make_recovery_point(*, vault: FakeBackupVault, instance: str, time: Timestamp, datasource_type: str,
+                        policy: str = "DefaultPolicy", recovery_point_id: str | None = None,
+                        recovery_point_type: str = "Incremental", retention_tag: str = "Default",
+                        retention: timedelta = timedelta(days=30), created: Timestamp | None = None) -> Json:
+    """An AzureBackupDiscreteRecoveryPoint resource as RecoveryPoints_List returns it (the Azure CLI's recording,
+    key for key): `time` is its recoveryPointTime, `created` (default: the same) when its copy in the data
+    source's store was made, which it keeps for `retention`. Times are datetimes (given a 7th fractional digit)
+    or Azure timestamps; the list writes all 7 digits."""
+    kind = dpp_datasource(datasource_type)
+    moment = time if isinstance(time, str) else time.isoformat()
+    point = recovery_point_id or uuid.uuid5(uuid.NAMESPACE_URL, f"{vault.id}/{instance}/{moment}").hex
+    ticks = _dpp_ticks(time, point, "time")
+    made = _dpp_ticks(created, point, "created") if created is not None else ticks
+    expiry = _seven_digits(made + retention // timedelta(microseconds=1) * 10)
+    store_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{vault.id}/{instance}/store".lower())
+    return {
+        "properties": {
+            "objectType": "AzureBackupDiscreteRecoveryPoint",
+            "recoveryPointId": point,
+            "recoveryPointTime": _seven_digits(ticks),
+            "recoveryPointType": recovery_point_type,
+            "friendlyName": point,
+            "recoveryPointDataStoresDetails": [{
+                "id": str(store_id), "type": kind.store, "creationTime": _seven_digits(made), "expiryTime": expiry,
+                "metaData": None, "visible": True, "state": "COMMITTED", "rehydrationExpiryTime": None,
+                "rehydrationStatus": None}],
+            "retentionTagName": retention_tag,
+            "retentionTagVersion": str(to_ticks(datetime(2024, 1, 1, tzinfo=UTC))),
+            "policyName": policy,
+            "policyVersion": None,
+            "expiryTime": expiry,
+        },
+        "id": f"{vault.id}/backupInstances/{instance}/recoveryPoints/{point}",
+        "name": point,
+        "type": RECOVERY_POINT_RESOURCE_TYPE,
+    }
+
+
+@dataclass(frozen=True)
+class RecoveryPointFilter:
+    """A parsed RecoveryPoints_List $filter: recoveryPointTime within [start, end] (either may be open)."""
+
+    start: int | None = None  # ticks
+    end: int | None = None
+
+    def matches(self, point: Mapping[str, Any]) -> bool:
+        taken = point.get("properties", {}).get("recoveryPointTime")
+        try:
+            ticks = parse_azure_time(taken) if isinstance(taken, str) else None
+        except ValueError:
+            ticks = None
+        if ticks is None:
+            return self.start is None and self.end is None
+        return (self.start is None or ticks >= self.start) and (self.end is None or ticks <= self.end)
+
+
+def parse_recovery_point_filter(text: str) -> RecoveryPointFilter:
+    """`startDate eq '<t>' and endDate eq '<t>'` (either clause alone), the Azure CLI's grammar; the times are ISO
+    8601 ('2026-11-20T13:05:00', a 'Z' or an offset allowed; naive means UTC). FilterError otherwise."""
+    clauses = _parse_clauses(text, {"startdate": "startDate", "enddate": "endDate"})
+    bounds: dict[str, int] = {}
+    for name, value in clauses.items():
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise FilterError(f"{name} {value!r} is not an ISO 8601 date and time") from exc
+        bounds[name] = to_ticks(moment)
+    return RecoveryPointFilter(bounds.get("startDate"), bounds.get("endDate"))
+
+
 # --- $filter --------------------------------------------------------------------------------------
 
 class FilterError(ValueError):
@@ -1274,14 +1919,18 @@ class Fault:
             raise ValueError(f"unknown fault operations {sorted(self.operations - FAULT_OPERATIONS)}")
 
     @classmethod
-    def authorization_failed(cls, times: int | None = None) -> Fault:
-        """403 AuthorizationFailed as ARM sends it when the identity lacks Backup Reader on the vault."""
-        return cls("status", status=403, code="AuthorizationFailed", times=times)
+    def authorization_failed(cls, times: int | None = None,
+                             operations: frozenset[str] = FAULT_OPERATIONS) -> Fault:
+        """403 AuthorizationFailed as ARM sends it when the identity lacks Backup Reader on the vault.
+        operations=DPP_FAULT_OPERATIONS hits only the Backup vault of that name, RSV_FAULT_OPERATIONS only the
+        Recovery Services vault."""
+        return cls("status", status=403, code="AuthorizationFailed", times=times, operations=operations)
 
     @classmethod
-    def resource_not_found(cls, times: int | None = None) -> Fault:
+    def resource_not_found(cls, times: int | None = None,
+                           operations: frozenset[str] = FAULT_OPERATIONS) -> Fault:
         """The gateway's 404 ResourceNotFound, as for a vault deleted after discovery."""
-        return cls("status", status=404, code="ResourceNotFound", times=times)
+        return cls("status", status=404, code="ResourceNotFound", times=times, operations=operations)
 
 
 @dataclass
@@ -1347,11 +1996,17 @@ class _Reply:
 
 @dataclass(frozen=True)
 class _Route:
-    operation: str  # vaults_list, vault_get, jobs_list, jobs_get, items_list
+    operation: str  # vaults_list, vault_get, jobs_list, jobs_get, items_list, ...; dpp_* for Backup vaults
     subscription_id: str
     resource_group: str = ""
     vault: str = ""
     job_id: str = ""
+    instance: str = ""  # a Backup vault's backup instance (recovery points)
+    namespace: str = RSV_NAMESPACE
+
+    @property
+    def backup_vault(self) -> bool:
+        return self.operation.startswith("dpp_")
 
 
 @dataclass(frozen=True)
@@ -1381,14 +2036,31 @@ class _IssuedToken:
 
 @dataclass(frozen=True)
 class _Collection:
-    """A vault's paged LIST: what it holds, how $filter selects, in which order and how entries show."""
+    """A vault's paged LIST: what it holds, how $filter selects, in which order and how entries show.
 
-    segment: str  # the LIST's path segment under the vault
-    entries: Callable[[FakeVault], list[Json]]  # the stored entries themselves; read under the estate's lock
+    style "bms": the Backup service's nextLink quirks (old api-version, XML $skiptoken); no nextLink key on the
+    last page. style "dpp": a Backup vault list, whose nextLink keeps the request's api-version and carries an
+    opaque $skipToken; its last page shows `last_page` (a null nextLink, or none, as the real list showed).
+    """
+
+    segment: str  # the LIST's path under its owner (a vault, or a subscription for the vault list)
+    entries: Callable[[Any], list[Json]]  # the stored entries themselves; read under the estate's lock
     parse_filter: Callable[[str], Callable[[Mapping[str, Any]], bool]]
     position: Callable[[Mapping[str, Any]], tuple[int, str]]
     row_key: Callable[[tuple[int, str]], str]  # the table row key inside the skiptoken
     listed: Callable[[Json], Json]
+    style: Literal["bms", "dpp"] = "bms"
+    filter_ignored: bool = False  # the real API declares no $filter: one sent is ignored, not refused
+    last_page: NextLinkOnLastPage = "absent"
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a subscription-level LIST pages over (the Backup vault list)."""
+
+    id: str
+    subscription_id: str
+    vaults: tuple[FakeBackupVault, ...]
 
 
 _VAULTS_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.RecoveryServices/vaults/?$",
@@ -1397,6 +2069,14 @@ _VAULT_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.RecoveryServices"
     r"/vaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)|(?P<items>/backupProtectedItems)"
     r"|(?P<policies>/backupPolicies))?/?$",
+    re.IGNORECASE,
+)
+_DPP_VAULTS_ROUTE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.DataProtection/backupVaults/?$", re.IGNORECASE)
+_DPP_VAULT_ROUTE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.DataProtection"
+    r"/backupVaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)"
+    r"|(?P<instances>/backupInstances(?:/(?P<instance>[^/]+)/recoveryPoints)?)|(?P<policies>/backupPolicies))?/?$",
     re.IGNORECASE,
 )
 _IDENTITY_PATH = "/msi/token"
@@ -1412,6 +2092,9 @@ def _route(path: str) -> _Route | None:
     listing = _VAULTS_ROUTE.match(path)
     if listing:
         return _Route("vaults_list", listing.group("sub"))
+    dpp = _dpp_route(path)
+    if dpp is not None:
+        return dpp
     match = _VAULT_ROUTE.match(path)
     if not match:
         return None
@@ -1426,6 +2109,29 @@ def _route(path: str) -> _Route | None:
     else:
         operation = "vault_get"
     return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "")
+
+
+def _dpp_route(path: str) -> _Route | None:
+    listing = _DPP_VAULTS_ROUTE.match(path)
+    if listing:
+        return _Route("dpp_vaults_list", listing.group("sub"), namespace=DPP_NAMESPACE)
+    match = _DPP_VAULT_ROUTE.match(path)
+    if not match:
+        return None
+    if match.group("job"):
+        operation = "dpp_jobs_get"
+    elif match.group("jobs"):
+        operation = "dpp_jobs_list"
+    elif match.group("instance"):
+        operation = "dpp_recovery_points_list"
+    elif match.group("instances"):
+        operation = "dpp_instances_list"
+    elif match.group("policies"):
+        operation = "dpp_policies_list"
+    else:
+        operation = "dpp_vault_get"
+    return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "",
+                  match.group("instance") or "", DPP_NAMESPACE)
 
 
 def _json_reply(status: int, body: object, headers: Mapping[str, str] | None = None) -> _Reply:
@@ -1469,6 +2175,65 @@ _POLICIES = _Collection("backupPolicies", lambda vault: list(vault.policies.valu
 _COLLECTIONS = {"jobs_list": _JOBS, "items_list": _ITEMS, "policies_list": _POLICIES}
 
 
+# Backup vault LISTs. Jobs_List declares no $filter (a client's is ignored) and its real single page carried
+# "nextLink": null; the real BackupInstances_List page had no nextLink key. For the others no real page was
+# captured: like the spec examples, no key. Jobs come newest first, as the Backup service lists them (the real
+# order of a Backup vault's list was not captured); instances and policies by name, vaults by group and name.
+def _ignore_filter(_: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda _entry: True
+
+
+def _by_name(entry: Mapping[str, Any]) -> tuple[int, str]:
+    return (0, str(entry.get("name", "")).lower())
+
+
+def _vault_position(entry: Mapping[str, Any]) -> tuple[int, str]:
+    resource_id = str(entry.get("id", "")).lower()
+    return (0, f"{resource_id.split('/providers/')[0]}\t{entry.get('name', '')}".lower())
+
+
+def _point_position(point: Mapping[str, Any]) -> tuple[int, str]:
+    taken = point.get("properties", {}).get("recoveryPointTime")
+    try:
+        ticks = parse_azure_time(taken) if isinstance(taken, str) else None
+    except ValueError:
+        ticks = None
+    return (_DOTNET_MAX_TICKS - ticks if ticks is not None else _DOTNET_MAX_TICKS, str(point.get("name", "")).lower())
+
+
+def _no_row_key(position: tuple[int, str]) -> str:
+    return f"{position[0]}_{position[1]}"
+
+
+_DPP_VAULTS = _Collection("providers/Microsoft.DataProtection/backupVaults",
+                          lambda scope: [vault.resource() for vault in scope.vaults], _ignore_filter,
+                          _vault_position, _no_row_key, lambda entry: entry, "dpp", True, "absent")
+_DPP_JOBS = _Collection("backupJobs", lambda vault: list(vault.jobs.values()), _ignore_filter, _page_position,
+                        _no_row_key, dpp_listed_job, "dpp", True, "null")
+_DPP_INSTANCES = _Collection("backupInstances", lambda vault: list(vault.instances.values()), _ignore_filter,
+                             _by_name, _no_row_key, lambda entry: entry, "dpp", True, "absent")
+_DPP_POLICIES = _Collection("backupPolicies", lambda vault: list(vault.policies.values()), _ignore_filter,
+                            _by_name, _no_row_key, lambda entry: entry, "dpp", True, "absent")
+_DPP_COLLECTIONS = {"dpp_jobs_list": _DPP_JOBS, "dpp_instances_list": _DPP_INSTANCES,
+                    "dpp_policies_list": _DPP_POLICIES}
+# Every LIST that pages; "<x>_list" becomes "<x>_next_page" when it follows a nextLink.
+_LIST_OPERATIONS = frozenset({*_COLLECTIONS, *_DPP_COLLECTIONS, "dpp_vaults_list", "dpp_recovery_points_list"})
+
+
+def _recovery_points_collection(instance: str) -> _Collection:
+    """RecoveryPoints_List of one instance: $filter on startDate/endDate, newest first."""
+    return _Collection(f"backupInstances/{instance}/recoveryPoints",
+                       lambda vault: list(vault.recovery_points.get(instance.lower(), {}).values()),
+                       lambda text: parse_recovery_point_filter(text).matches, _point_position, _no_row_key,
+                       lambda entry: entry, "dpp", False, "absent")
+
+
+def _operation_name(route: _Route, params: Mapping[str, str]) -> str:
+    if route.operation in _LIST_OPERATIONS and "$skiptoken" in params:
+        return route.operation.replace("_list", "_next_page")
+    return route.operation
+
+
 
 class FakeArm:
     """ARM and the managed-identity endpoint for one FakeEstate, on http://127.0.0.1:<free port>."""
@@ -1477,18 +2242,25 @@ class FakeArm:
                  latency: float = 0.0, identity_header: str = "fake-identity-header",
                  clock: Callable[[], float] = time.time, ratelimit_refill: float = 0.0,
                  ratelimit_capacity: int = RATELIMIT_CAPACITY, enforce_ratelimit: bool = False,
-                 record_requests: bool = True, stats_extra: Callable[[], Json] | None = None) -> None:
+                 record_requests: bool = True, stats_extra: Callable[[], Json] | None = None,
+                 dpp_page_size: int | None = None, dpp_last_page_next_link: NextLinkOnLastPage | None = None) -> None:
         """latency: seconds added to every ARM reply. ratelimit_refill: tokens per second put back into each
         subscription's bucket of ratelimit_capacity (ARM: 25 and 250); enforce_ratelimit: an empty bucket
         answers 429 (else the headers only count down). record_requests: keep every request in `requests`
         (the benchmark turns it off; the counters of stats() are always kept). stats_extra: more JSON for
-        stats(), e.g. a job simulator's counts."""
-        if page_size < 1:
+        stats(), e.g. a job simulator's counts. dpp_page_size: entries per page of the Backup vault LISTs (default
+        page_size). dpp_last_page_next_link: "null" or "absent" for the last page of every Backup vault LIST;
+        None keeps each list's real form (jobs "nextLink": null, backup instances no key, the others no key)."""
+        if page_size < 1 or (dpp_page_size is not None and dpp_page_size < 1):
             raise ValueError("page_size must be at least 1")
+        if dpp_last_page_next_link not in (None, "null", "absent"):
+            raise ValueError("dpp_last_page_next_link must be 'null', 'absent' or None")
         if ratelimit_capacity < 1 or ratelimit_refill < 0:
             raise ValueError("ratelimit_capacity must be at least 1 and ratelimit_refill not negative")
         self.estate = estate
         self.page_size = page_size
+        self.dpp_page_size = dpp_page_size
+        self.dpp_last_page_next_link = dpp_last_page_next_link
         self.token = token
         self.latency = latency
         self.identity_header = identity_header
@@ -1647,7 +2419,8 @@ class FakeArm:
         status, ARM's replies in total and with 429, requests in flight, ARM requests per subscription, when
         each operation was first asked and last answered (clock()), the buckets, and stats_extra's JSON.
         Operations: identity, vaults_list, vault_get, jobs_list, jobs_next_page, jobs_get, items_list,
-        items_next_page, unknown."""
+        items_next_page, policies_list, policies_next_page, unknown; for Backup vaults dpp_vaults_list,
+        dpp_vaults_next_page and DPP_FAULT_OPERATIONS."""
         with self._lock:
             counts = {operation: dict(statuses) for operation, statuses in self._counts.items()}
             arm = {operation: statuses for operation, statuses in counts.items() if operation != "identity"}
@@ -1767,9 +2540,7 @@ class FakeArm:
         if self.latency:
             self._stopping.wait(self.latency)
         route = _route(request.path)
-        operation = "unknown" if route is None else route.operation
-        if route is not None and route.operation in _COLLECTIONS and "$skiptoken" in request.params:
-            operation = route.operation.replace("_list", "_next_page")
+        operation = "unknown" if route is None else _operation_name(route, request.params)
         subscription = route.subscription_id if route is not None else ""
         remaining, wait = self._spend_read(subscription)
         if wait is not None and self._check_token(request.headers) is None:
@@ -1801,11 +2572,20 @@ class FakeArm:
         if not self.estate.knows_subscription(route.subscription_id):
             return _arm_error(404, "SubscriptionNotFound",
                               f"The subscription '{route.subscription_id}' could not be found.")
+        if not self.estate.provider_registered(route.subscription_id, route.namespace):
+            return _missing_registration(route.namespace)
         unsupported = self._check_api_version(route, params)
         if unsupported is not None:
             return unsupported
         if route.operation == "vaults_list":
             return self._vault_list(route)
+        if route.operation == "dpp_vaults_list":
+            with self.estate.lock:
+                scope = _Scope(f"/subscriptions/{route.subscription_id}", route.subscription_id,
+                               tuple(self.estate.backup_vaults_in(route.subscription_id)))
+            return self._list_page(scope, params, None, _DPP_VAULTS)
+        if route.backup_vault:
+            return self._serve_backup_vault_resource(route, params)
         return self._serve_vault_resource(route, params)
 
     def _check_token(self, headers: Mapping[str, str]) -> _Reply | None:
@@ -1829,8 +2609,19 @@ class FakeArm:
 
     def _check_api_version(self, route: _Route, params: Mapping[str, str]) -> _Reply | None:
         version = params["api-version"]
-        if route.operation in _COLLECTIONS and "$skiptoken" in params:
+        if route.operation in _LIST_OPERATIONS and "$skiptoken" in params:
             return None  # follow-up pages: the nextLink's own (older) version, or whatever the client set
+        if route.backup_vault:
+            if version in DPP_API_VERSIONS:
+                return None
+            resource_type = {"dpp_jobs": "backupVaults/backupJobs", "dpp_instances": "backupVaults/backupInstances",
+                             "dpp_policies": "backupVaults/backupPolicies",
+                             "dpp_recovery": "backupVaults/backupInstances/recoveryPoints"}.get(
+                "_".join(route.operation.split("_")[:2]), "backupVaults")
+            return _arm_error(400, "NoRegisteredProviderFound",
+                              f"No registered resource provider found for API version '{version}' and type "
+                              f"'{resource_type}'. The supported api-versions are "
+                              f"'{', '.join(sorted(DPP_API_VERSIONS))}'.")
         # backupJobs and backupProtectedItems belong to the same Backup resource provider and versions.
         supported = VAULTS_API_VERSIONS if route.operation in ("vaults_list", "vault_get") else JOBS_API_VERSIONS
         if version in supported:
@@ -1851,26 +2642,54 @@ class FakeArm:
                 return _arm_error(404, "ResourceGroupNotFound",
                                   f"Resource group '{route.resource_group}' could not be found.")
             return _gateway_not_found(route.vault, route.resource_group)
-        operation = route.operation
-        if operation in _COLLECTIONS and "$skiptoken" in params:
-            operation = operation.replace("_list", "_next_page")
-        fault = self._take_fault(vault.name, operation)
+
+        def answer(next_link: str | None) -> _Reply:
+            if route.operation == "vault_get":
+                return _json_reply(200, vault.resource())
+            if route.operation == "jobs_get":
+                return self._job_details(vault, route.job_id)
+            return self._list_page(vault, params, next_link, _COLLECTIONS[route.operation])
+
+        return self._with_faults(vault, route, params, answer)
+
+    def _serve_backup_vault_resource(self, route: _Route, params: Mapping[str, str]) -> _Reply:
+        vault = self.estate.find_backup_vault(route.subscription_id, route.resource_group, route.vault)
+        if vault is None:
+            if not self.estate.knows_resource_group(route.subscription_id, route.resource_group):
+                return _arm_error(404, "ResourceGroupNotFound",
+                                  f"Resource group '{route.resource_group}' could not be found.")
+            return _gateway_not_found(route.vault, route.resource_group, resource_type=BACKUP_VAULT_RESOURCE_TYPE)
+
+        def answer(next_link: str | None) -> _Reply:
+            if route.operation == "dpp_vault_get":
+                return _json_reply(200, vault.resource())
+            if route.operation == "dpp_jobs_get":
+                job = self.estate.dpp_job(vault.name, route.job_id)
+                return _json_reply(200, job) if job is not None else _nested_not_found(
+                    vault, "backupJobs", route.job_id)
+            if route.operation == "dpp_recovery_points_list":
+                if self.estate.backup_instance(vault.name, route.instance) is None:
+                    return _nested_not_found(vault, "backupInstances", route.instance)
+                return self._list_page(vault, params, next_link, _recovery_points_collection(route.instance))
+            return self._list_page(vault, params, next_link, _DPP_COLLECTIONS[route.operation])
+
+        return self._with_faults(vault, route, params, answer)
+
+    def _with_faults(self, vault: FakeVault | FakeBackupVault, route: _Route, params: Mapping[str, str],
+                     answer: Callable[[str | None], _Reply]) -> _Reply:
+        """Serve a request to a vault of either kind through its fault, if one is set for this operation."""
+        fault = self._take_fault(vault.name, _operation_name(route, params))
         if fault is not None and fault.kind in ("status", "throttle"):
             return self._fault_reply(fault, vault, route)
         if fault is not None and fault.kind == "timeout":
             self._stopping.wait(fault.delay)
         next_link = fault.url if fault is not None and fault.kind == "offhost_nextlink" else None
-        if route.operation == "vault_get":
-            reply = _json_reply(200, vault.resource())
-        elif route.operation == "jobs_get":
-            reply = self._job_details(vault, route.job_id)
-        else:
-            reply = self._list_page(vault, params, next_link, _COLLECTIONS[route.operation])
+        reply = answer(next_link)
         if fault is not None and fault.kind == "malformed" and reply.status == 200:
             reply.body = reply.body[: max(1, len(reply.body) // 2)]  # a body cut off mid-JSON
         return reply
 
-    def _fault_reply(self, fault: Fault, vault: FakeVault, route: _Route) -> _Reply:
+    def _fault_reply(self, fault: Fault, vault: FakeVault | FakeBackupVault, route: _Route) -> _Reply:
         if fault.kind == "throttle":
             return _arm_error(429, "TooManyRequests",
                               "The request is being throttled as the limit has been reached for operation type - "
@@ -1878,16 +2697,22 @@ class FakeArm:
                               "https://aka.ms/srpthrottlinglimits",
                               {"Retry-After": str(fault.retry_after)})
         if fault.code == "ResourceNotFound":
-            return _gateway_not_found(vault.name, vault.resource_group, fault.status, fault.message)
+            return _gateway_not_found(vault.name, vault.resource_group, fault.status, fault.message,
+                                      resource_type=vault.resource_type)
         message = fault.message or self._default_message(fault.code, vault, route)
         return _arm_error(fault.status, fault.code, message)
 
-    def _default_message(self, code: str, vault: FakeVault, route: _Route) -> str:
+    def _default_message(self, code: str, vault: FakeVault | FakeBackupVault, route: _Route) -> str:
         if code == "AuthorizationFailed":
             scope = f"{vault.id}/backupJobs/{route.job_id}" if route.job_id else vault.id
+            if route.instance:
+                scope = f"{vault.id}/backupInstances/{route.instance}"
             action = {"jobs": "Microsoft.RecoveryServices/Vaults/backupJobs/read",
                       "items": "Microsoft.RecoveryServices/Vaults/backupProtectedItems/read"}.get(
                 route.operation.split("_")[0], "Microsoft.RecoveryServices/Vaults/read")
+            if route.backup_vault:
+                action = _DPP_READ_ACTIONS.get("_".join(route.operation.split("_")[:2]),
+                                               "Microsoft.DataProtection/backupVaults/read")
             return AUTHORIZATION_FAILED_MESSAGE.format(
                 client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, scope=scope, action=action)
         if code == JOB_NOT_FOUND_CODE:
@@ -1902,49 +2727,67 @@ class FakeArm:
             return _arm_error(404, JOB_NOT_FOUND_CODE, JOB_NOT_FOUND_MESSAGE)
         return _json_reply(200, job)
 
-    def _list_page(self, vault: FakeVault, params: Mapping[str, str], next_link_override: str | None,
-                   collection: _Collection) -> _Reply:
-        raw_filter = params.get("$filter", "")
+    def _list_page(self, owner: FakeVault | FakeBackupVault | _Scope, params: Mapping[str, str],
+                   next_link_override: str | None, collection: _Collection) -> _Reply:
+        dpp = collection.style == "dpp"
+        refuse = _dpp_bad_request if dpp else _invalid_input
+        raw_filter = "" if collection.filter_ignored else params.get("$filter", "")
         try:
             matches = collection.parse_filter(raw_filter)
         except FilterError as exc:
-            return _invalid_input(str(exc))
+            return refuse(str(exc))
         first: tuple[int, str] = (0, "")
         if "$skiptoken" in params:
             issued = self._redeem(params["$skiptoken"])
-            if issued is None or (issued.vault_key, issued.collection) != (vault.id.lower(), collection.segment):
-                return _invalid_input("the $skiptoken was not issued for this vault and list, or it was altered "
-                                      "(a nextLink must be followed byte for byte)")
+            if issued is None or (issued.vault_key, issued.collection) != (owner.id.lower(), collection.segment):
+                return refuse("the $skiptoken was not issued for this vault and list, or it was altered "
+                              "(a nextLink must be followed byte for byte)")
             if issued.filter != raw_filter:
-                return _invalid_input("the $filter differs from the one the $skiptoken was issued for")
+                return refuse("the $filter differs from the one the $skiptoken was issued for")
             first = issued.position
+        size = (self.dpp_page_size or self.page_size) if dpp else self.page_size
         with self.estate.lock:  # only the page is copied: a large vault's LIST stays cheap for the benchmark
-            entries = sorted((entry for entry in collection.entries(vault) if matches(entry)),
+            entries = sorted((entry for entry in collection.entries(owner) if matches(entry)),
                              key=collection.position)
             remaining = [entry for entry in entries if collection.position(entry) >= first]
-            page, rest = copy.deepcopy(remaining[: self.page_size]), remaining[self.page_size:]
+            page, rest = copy.deepcopy(remaining[:size]), remaining[size:]
         body: Json = {"value": [collection.listed(entry) for entry in page]}
         if rest:
-            body["nextLink"] = self._next_link(vault, collection, raw_filter, collection.position(rest[0]))
+            body["nextLink"] = self._next_link(owner, collection, raw_filter, collection.position(rest[0]), params)
+        elif dpp and (self.dpp_last_page_next_link or collection.last_page) == "null":
+            body["nextLink"] = None
         if next_link_override is not None and "$skiptoken" not in params:
             body["nextLink"] = next_link_override
         return _json_reply(200, body)
 
-    def _next_link(self, vault: FakeVault, collection: _Collection, raw_filter: str,
-                   position: tuple[int, str]) -> str:
-        """An absolute nextLink on this host with the real quirks: old api-version, .NET encoding, XML token."""
-        partition = str(int.from_bytes(hashlib.sha256(vault.id.lower().encode()).digest()[:8]) >> 1)
-        token = continuation_token(table_key(partition), table_key(collection.row_key(position)))
+    def _next_link(self, owner: FakeVault | FakeBackupVault | _Scope, collection: _Collection, raw_filter: str,
+                   position: tuple[int, str], params: Mapping[str, str]) -> str:
+        """An absolute nextLink on this host. The Backup service's has the real quirks: old api-version, .NET
+        encoding, XML token. A Backup vault list's (none was captured) keeps the request's api-version and $filter
+        and adds an opaque $skipToken, the parameter RecoveryPoints_List declares."""
+        owner_key = owner.id.lower()
+        if collection.style == "dpp":
+            plain = json.dumps([hashlib.sha256(owner_key.encode()).hexdigest()[:16], collection.segment.lower(),
+                                position[0], position[1]], separators=(",", ":"))
+            token = base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=")
+        else:
+            partition = str(int.from_bytes(hashlib.sha256(owner_key.encode()).digest()[:8]) >> 1)
+            token = continuation_token(table_key(partition), table_key(collection.row_key(position)))
         with self._lock:
-            self._issued[token] = _IssuedToken(vault.id.lower(), collection.segment, raw_filter, position)
+            self._issued[token] = _IssuedToken(owner_key, collection.segment, raw_filter, position)
             self._issued.move_to_end(token)
             while len(self._issued) > _ISSUED_TOKEN_LIMIT:
                 self._issued.popitem(last=False)
+        if collection.style == "dpp":
+            query = f"api-version={quote(params.get('api-version', ''), safe='')}"
+            if raw_filter:
+                query += f"&$filter={quote(raw_filter, safe='')}"
+            return f"{self.url}{owner.id}/{collection.segment}?{query}&$skipToken={token}"
         query = f"api-version={NEXT_LINK_API_VERSION}"
         if raw_filter:
             query += f"&%24filter={encode_query_value(raw_filter)}"
         query += f"&%24skiptoken={encode_query_value(token)}"
-        return f"{self.url}{vault.id}/{collection.segment}?{query}"
+        return f"{self.url}{owner.id}/{collection.segment}?{query}"
 
     def _redeem(self, token: str) -> _IssuedToken | None:
         with self._lock:
@@ -1962,17 +2805,47 @@ class FakeArm:
             "x-ms-routing-request-id": f"WESTEUROPE:{now:%Y%m%dT%H%M%SZ}:{request_id}",
         }
         # The Backup RP overrides ARM's limit and reports the override; vault requests carry ARM's read budget.
-        backup_rp = route is not None and route.operation.startswith(("jobs", "items"))
+        # Every recorded DataProtection read, the vault GET included, reported the override too.
+        backup_rp = route is not None and route.operation.startswith(("jobs", "items", "dpp_"))
         name = ("x-ms-ratelimit-remaining-subscription-resource-requests" if backup_rp
                 else "x-ms-ratelimit-remaining-subscription-reads")
         headers[name] = str(remaining)
         return headers
 
 
-def _gateway_not_found(vault_name: str, resource_group: str, status: int = 404, message: str = "") -> _Reply:
-    text = message or GATEWAY_NOT_FOUND_MESSAGE.format(resource_type=VAULT_RESOURCE_TYPE, name=vault_name,
+def _gateway_not_found(vault_name: str, resource_group: str, status: int = 404, message: str = "", *,
+                       resource_type: str = VAULT_RESOURCE_TYPE) -> _Reply:
+    text = message or GATEWAY_NOT_FOUND_MESSAGE.format(resource_type=resource_type, name=vault_name,
                                                        resource_group=resource_group)
     return _arm_error(status, "ResourceNotFound", text, {"x-ms-failure-cause": "gateway"})
+
+
+def _nested_not_found(vault: FakeBackupVault, collection: str, name: str) -> _Reply:
+    """An unknown job or backup instance of a Backup vault. The DataProtection RP's own 404 body was not captured:
+    ARM's ResourceNotFound text for the nested resource, without the gateway's header."""
+    return _arm_error(404, "ResourceNotFound", GATEWAY_NOT_FOUND_MESSAGE.format(
+        resource_type=f"{BACKUP_VAULT_RESOURCE_TYPE}/{vault.name}/{collection}", name=name,
+        resource_group=vault.resource_group))
+
+
+def _missing_registration(namespace: str) -> _Reply:
+    message = MISSING_REGISTRATION_MESSAGE.format(namespace=namespace)
+    return _json_reply(409, {"error": {"code": MISSING_REGISTRATION_CODE, "message": message, "details": [
+        {"code": MISSING_REGISTRATION_CODE, "target": namespace, "message": message}]}})
+
+
+def _dpp_bad_request(reason: str) -> _Reply:
+    return _arm_error(400, DPP_BAD_REQUEST_CODE, f"The request is invalid: {reason}.")
+
+
+# The RBAC read action behind each Backup vault request (AuthorizationFailed names it).
+_DPP_READ_ACTIONS = {
+    "dpp_vault": "Microsoft.DataProtection/backupVaults/read",
+    "dpp_jobs": "Microsoft.DataProtection/backupVaults/backupJobs/read",
+    "dpp_instances": "Microsoft.DataProtection/backupVaults/backupInstances/read",
+    "dpp_policies": "Microsoft.DataProtection/backupVaults/backupPolicies/read",
+    "dpp_recovery": "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints/read",
+}
 
 
 class _Server(ThreadingHTTPServer):
@@ -2046,9 +2919,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 __all__ = [
     "ARM_AUDIENCES",
+    "BACKUP_INSTANCE_RESOURCE_TYPE",
+    "BACKUP_VAULT_RESOURCE_TYPE",
+    "DPP_API_VERSIONS",
+    "DPP_DATASOURCES",
+    "DPP_FAULT_OPERATIONS",
+    "DPP_JOB_RESOURCE_TYPE",
+    "DPP_NAMESPACE",
+    "DPP_POLICY_RESOURCE_TYPE",
     "FAULT_OPERATIONS",
     "ITEM_TYPES",
     "JOBS_API_VERSIONS",
+    "MISSING_REGISTRATION_CODE",
+    "MISSING_REGISTRATION_MESSAGE",
     "NETBIOS_NAME_LENGTH",
     "NEVER_BACKED_UP",
     "NEXT_LINK_API_VERSION",
@@ -2056,11 +2939,17 @@ __all__ = [
     "PROTECTED_ITEM_RESOURCE_TYPE",
     "PROTECTED_ITEM_TYPES",
     "RATELIMIT_CAPACITY",
+    "RECOVERY_POINT_RESOURCE_TYPE",
+    "RSV_FAULT_OPERATIONS",
+    "RSV_NAMESPACE",
     "THROTTLED_CODE",
+    "UNSET_RECOVERY_POINT_TIME",
     "VAULTS_API_VERSIONS",
     "WEEKDAYS",
+    "DppDatasource",
     "ExtraRoute",
     "FakeArm",
+    "FakeBackupVault",
     "FakeEstate",
     "FakeVault",
     "Fault",
@@ -2068,22 +2957,32 @@ __all__ = [
     "ItemFilter",
     "JobFilter",
     "RecordedRequest",
+    "RecoveryPointFilter",
     "RequestLog",
     "Timestamp",
     "VaultList",
     "azure_time",
+    "backup_instance_name",
     "continuation_token",
     "dotnet_duration",
+    "dpp_datasource",
+    "dpp_listed_job",
     "encode_query_value",
     "format_ticks",
     "iso_duration",
+    "make_backup_instance",
+    "make_dpp_job",
+    "make_dpp_policy",
     "make_job",
     "make_policy",
     "make_protected_item",
+    "make_recovery_point",
     "parse_azure_time",
     "parse_filter_time",
+    "parse_iso_duration",
     "parse_item_filter",
     "parse_job_filter",
+    "parse_recovery_point_filter",
     "table_key",
     "to_ticks",
     "workload_job_name",
