@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -95,6 +95,7 @@ class ArmClient:
     def __init__(self, base_url: str, credential: TokenCredential, scope: str, telemetry: Telemetry, *,
                  timeout: float = 20.0, user_agent: str = "azure-backup-exporter",
                  jobs_api_version: str = "2025-02-01", vaults_api_version: str = "2025-02-01",
+                 dataprotection_api_version: str = "2025-07-01",
                  max_retries: int = 4, retry_budget: float = 60.0, pool_size: int = 8,
                  limiter: RateLimiter | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -106,6 +107,7 @@ class ArmClient:
         self._retry_budget = retry_budget
         self.jobs_api_version = jobs_api_version
         self.vaults_api_version = vaults_api_version
+        self.dataprotection_api_version = dataprotection_api_version
         self.context = _RequestContext()
         self.limiter = limiter or RateLimiter(rate=0, burst=0)
         self._token_lock = threading.Lock()
@@ -235,6 +237,37 @@ class ArmClient:
     def get_job(self, vault: VaultRef, job_id: str) -> Mapping[str, Any]:
         url = self.url(f"{vault.path}/backupJobs/{job_id}", **{"api-version": self.jobs_api_version})
         return self.get_json("jobs_get", url)
+
+    # Backup vaults (Microsoft.DataProtection): one api-version for every operation; the job list takes no
+    # $filter (every retained job, about 14 days, comes back each time).
+
+    def list_backup_vaults(self, subscription_id: str) -> Iterator[Mapping[str, Any]]:
+        path = f"/subscriptions/{subscription_id}/providers/Microsoft.DataProtection/backupVaults"
+        return self.paged("backup_vaults_list", self.url(path, **self._dpp))
+
+    def get_backup_vault(self, vault: VaultRef) -> Mapping[str, Any]:
+        return self.get_json("backup_vaults_get", self.url(vault.path, **self._dpp))
+
+    def list_backup_jobs(self, vault: VaultRef) -> Iterator[Mapping[str, Any]]:
+        return self.paged("backup_jobs_list", self.url(f"{vault.path}/backupJobs", **self._dpp))
+
+    def get_backup_job(self, vault: VaultRef, job_id: str) -> Mapping[str, Any]:
+        return self.get_json("backup_jobs_get", self.url(f"{vault.path}/backupJobs/{job_id}", **self._dpp))
+
+    def list_backup_instances(self, vault: VaultRef) -> Iterator[Mapping[str, Any]]:
+        return self.paged("backup_instances_list", self.url(f"{vault.path}/backupInstances", **self._dpp))
+
+    def list_backup_policies(self, vault: VaultRef) -> Iterator[Mapping[str, Any]]:
+        return self.paged("backup_policies_list", self.url(f"{vault.path}/backupPolicies", **self._dpp))
+
+    def list_recovery_points(self, vault: VaultRef, instance: str, odata_filter: str) -> Iterator[Mapping[str, Any]]:
+        params = {**self._dpp, "$filter": odata_filter}
+        url = self.url(f"{vault.path}/backupInstances/{quote(instance, safe='')}/recoveryPoints", **params)
+        return self.paged("recovery_points_list", url)
+
+    @property
+    def _dpp(self) -> dict[str, str]:
+        return {"api-version": self.dataprotection_api_version}
 
     def close(self) -> None:
         self.session.close()

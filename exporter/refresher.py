@@ -11,19 +11,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .arm import ArmClient, ArmError, AuthError
-from .models import VaultRef, parse_vault
+from .backup_vault import BackupVault
+from .dataprotection import parse_backup_vault
+from .models import BACKUP, DiscoveredVault, VaultRef, parse_vault
 from .recovery_services import RecoveryServicesVault
 from .settings import Settings
 from .telemetry import Telemetry
 from .vault import ListedJobs, Vault, VaultSnapshot
 
 log = logging.getLogger(__name__)
+# ARM's answers for a subscription that has not registered Microsoft.DataProtection (it has no Backup vaults).
+UNREGISTERED_PROVIDER_CODES = frozenset({"MissingSubscriptionRegistration", "SubscriptionNotRegistered"})
 
 
 @dataclass
@@ -57,8 +61,8 @@ class Refresher:
         self.on_refreshed: Callable[[VaultSnapshot], None] | None = None  # e.g. pre-render the vault
 
     def _new_state(self, ref: VaultRef, location: str = "") -> Vault:
-        return RecoveryServicesVault(ref, self.settings.lookback, location, self.clock,
-                                     self.settings.items_refresh_interval)
+        kind = BackupVault if ref.kind == BACKUP else RecoveryServicesVault
+        return kind(ref, self.settings.lookback, location, self.clock, self.settings.items_refresh_interval)
 
     # --- what the collector reads ----------------------------------------------------------------
 
@@ -183,10 +187,8 @@ class Refresher:
         discovery = self._discoveries[subscription_id]
         try:
             found = {}
-            for resource in self.client.list_vaults(subscription_id):
-                vault = parse_vault(resource, self.telemetry.parse_error)
-                if vault is not None:
-                    found[vault.ref.key] = (vault.ref, vault.location)
+            for vault in self._discovered_vaults(subscription_id):
+                found[vault.ref.key] = (vault.ref, vault.location)
         except AuthError as exc:
             discovery.success = False
             self._auth_failed(exc)
@@ -201,6 +203,20 @@ class Refresher:
             self._apply_discoveries()
         finally:
             discovery.last_run = time.time()
+
+    def _discovered_vaults(self, subscription_id: str) -> Iterator[DiscoveredVault]:
+        """The subscription's vaults of both kinds. A subscription that never registered the Backup vaults'
+        resource provider has none: ARM answers that with an error, which is not a failure here."""
+        on_error = self.telemetry.parse_error
+        yield from (v for v in (parse_vault(r, on_error) for r in self.client.list_vaults(subscription_id)) if v)
+        try:
+            resources = list(self.client.list_backup_vaults(subscription_id))
+        except ArmError as exc:
+            if exc.code not in UNREGISTERED_PROVIDER_CODES:
+                raise
+            log.debug("subscription=%s has no Backup vaults: %s", subscription_id, exc)
+            return
+        yield from (v for v in (parse_backup_vault(r, on_error) for r in resources) if v)
 
     def _apply_discoveries(self) -> None:
         """Watch the union of configured and discovered vaults, each once."""

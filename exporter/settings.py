@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     request_timeout: Interval = timedelta(seconds=20)
     jobs_api_version: str = "2025-02-01"
     vaults_api_version: str = "2025-02-01"
+    dataprotection_api_version: str = "2026-06-01"  # Backup vaults: jobs, instances, policies, the vaults
     listen_address: str = ":9934"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["logfmt", "json"] = "logfmt"
@@ -136,7 +137,8 @@ class Settings(BaseSettings):
     @field_validator("vaults")
     @classmethod
     def _vault_ids(cls, value: list[str]) -> list[str]:
-        return [VaultRef.parse(v).path for v in value]
+        refs = [VaultRef.parse(v) for v in value]
+        return [ref.path for ref in refs]
 
     @field_validator("subscriptions")
     @classmethod
@@ -181,7 +183,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown cloud {value!r} (one of {', '.join(CLOUDS)})")
         return value
 
-    @field_validator("jobs_api_version", "vaults_api_version")
+    @field_validator("jobs_api_version", "vaults_api_version", "dataprotection_api_version")
     @classmethod
     def _api_version(cls, value: str) -> str:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?", value):

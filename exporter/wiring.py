@@ -41,6 +41,7 @@ def build(settings: Settings, clock: Callable[[], datetime] | None = None) -> Ex
         settings.arm_url, credential, settings.token_scope, telemetry,
         timeout=settings.request_timeout.total_seconds(), user_agent=f"azure-backup-exporter/{__version__}",
         jobs_api_version=settings.jobs_api_version, vaults_api_version=settings.vaults_api_version,
+        dataprotection_api_version=settings.dataprotection_api_version,
         pool_size=settings.concurrency,
         limiter=RateLimiter(rate=settings.rate_limit, burst=RATE_LIMIT_BURST))
     refresher = Refresher(settings, client, telemetry, clock) if clock else Refresher(settings, client, telemetry)

@@ -133,7 +133,7 @@ def exporter_env(arm: FakeArm, estate: FakeEstate, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
     env.update({"IDENTITY_ENDPOINT": arm.identity_endpoint, "IDENTITY_HEADER": arm.identity_header,
                 "AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL": arm.url,
-                "AZURE_BACKUP_EXPORTER_VAULTS": ",".join(v.id for v in estate.vaults),
+                "AZURE_BACKUP_EXPORTER_VAULTS": ",".join(v.id for v in [*estate.vaults, *estate.backup_vaults]),
                 "AZURE_BACKUP_EXPORTER_REFRESH_INTERVAL": "1s",
                 "AZURE_BACKUP_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}"})
     return env

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench import dpp
 from bench.estate import EstateSpec, Simulator, build_estate
 from bench.report import ANALYSIS_END, ANALYSIS_START, RESULTS_MARK, merge_previous, render
 from bench.run import Options, run
@@ -122,3 +123,20 @@ def test_the_simulator_finishes_jobs_and_updates_their_items() -> None:
     stats = simulator.stats()
     assert stats["jobs_finished"] >= 2 and sum(stats["finished_by_status"].values()) == stats["jobs_finished"]
     assert not [job for job in bench.running if job.finishes == 0.0]
+
+
+def test_the_backup_vault_calls_per_refresh(tmp_path: Path) -> None:
+    """bench.dpp: a Backup vault's list takes no filter, so each refresh lists every page; details only once."""
+    result = dpp.measure(instances=4, days=3, page_size=5)  # 12 jobs: 3 pages
+    rounds = list(result["rounds"].values())
+    assert rounds[0] == {"backupJobs": 3, "backupJobs/{id}": 4, "backupInstances": 1, "recoveryPoints": 4,
+                         "backupPolicies": 1, "backupVaults/{name}": 1}
+    assert rounds[1] == {"backupJobs": 3}
+    assert rounds[2] == {"backupJobs": 3, "backupJobs/{id}": 1}  # 13 jobs: still 3 pages; the new job's details
+    assert rounds[3] == {"backupJobs": 3, "backupInstances": 1, "recoveryPoints": 4, "backupPolicies": 1}
+    report = tmp_path / "performance.md"
+    report.write_text(f"before\n{dpp.START}\nSTALE TABLE\n{dpp.END}\nafter\n")
+    assert dpp.main(["--instances", "2", "--days", "1", "--out", str(report)]) == 0
+    text = report.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "STALE TABLE" not in text
+    assert "| refresh with nothing new | 1 | 0 | 0 | 0 | 0 | 0 | **1** |" in text

@@ -17,7 +17,17 @@ import yaml
 
 from exporter.catalogue import VAULT_DATA
 from exporter.collector import SeriesOptions
-from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, make_job, make_policy, make_protected_item
+from exporter.simulator.fakearm import (
+    FakeArm,
+    FakeEstate,
+    FakeVault,
+    make_backup_instance,
+    make_dpp_job,
+    make_dpp_policy,
+    make_job,
+    make_policy,
+    make_protected_item,
+)
 
 from .conftest import SUB_A, SUB_B
 from .dashboard_queries import load_dashboards, metric_names, panel_queries
@@ -109,11 +119,28 @@ def estate() -> FakeEstate:  # type: ignore[override]
         last_backup_status="Completed", last_backup_time=NOW - 3 * H, last_recovery_point=NOW - 3 * H,
         health_status="Passed", policy="FilesDaily"))
     _two_masters(estate, prod)
+    _backup_vault(estate)
     estate.add_policy(prod.name, make_policy(vault=prod, name="DailyPolicy"))
     estate.add_policy(prod.name, make_policy(vault=prod, name="SqlDaily", backup_management_type="AzureWorkload",
                                              log_minutes=60))
     estate.add_policy(dev.name, make_policy(vault=dev, name="FilesDaily", backup_management_type="AzureStorage"))
     return estate
+
+
+def _backup_vault(estate: FakeEstate) -> None:
+    """A Backup vault named like the Recovery Services vault-prod in its resource group, in the shapes of the real
+    recordings: its AKS cluster's latest backup failed (it must page, as vault_type="backup"), its disk is fine."""
+    vault = estate.add_backup_vault(SUB_A, "rg-prod", "vault-prod")
+    for m, (kind, name) in enumerate((("AzureKubernetesService", "aks-prod"), ("AzureDisk", "disk-erp"))):
+        estate.add_dpp_policy(vault.name, make_dpp_policy(vault=vault, name=f"{name}-daily", datasource_type=kind))
+        estate.add_backup_instance(vault.name, make_backup_instance(vault=vault, datasource_type=kind,
+                                                                    datasource_name=name, policy=f"{name}-daily"))
+        last = "Failed" if name == "aks-prod" else "Completed"
+        for n, (age, status) in enumerate(((26 * H, "Completed"), (2 * H, last))):
+            estate.add_dpp_job(vault.name, make_dpp_job(
+                _guid(40 + 2 * m + n), vault=vault, datasource_type=kind, datasource_name=name,
+                policy=f"{name}-daily", status=status, start=NOW - age, end=NOW - age + 5 * MIN,
+                error="Backup failed" if status == "Failed" else None))
 
 
 def _two_masters(estate: FakeEstate, prod: FakeVault) -> None:
@@ -186,11 +213,24 @@ def test_failed_backup_pages_through_alertmanager(stack: dict[str, Any]) -> None
     alert = wait_for("AzureBackupJobFailed at the webhook", delivered, timeout=60)
     elapsed = time.monotonic() - stack["started"]
     print(f"AzureBackupJobFailed delivered {elapsed:.1f}s after the stack started")
-    assert alert["vault"] == "vault-prod"
+    assert alert["vault"] == "vault-prod" and alert["vault_type"] == "recovery_services"
     assert alert["backup_item"] == "vm-web"
     assert alert["operation"] == "Backup"
     assert alert["severity"] == "critical"
     assert alert["subscription_id"] == SUB_A and alert["resource_group"] == "rg-prod"
+
+
+def test_a_failed_backup_in_a_backup_vault_pages_through_alertmanager(stack: dict[str, Any]) -> None:
+    def delivered() -> dict[str, str] | None:
+        return next((a for a in stack["webhook"].firing()
+                     if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "aks-prod"), None)
+
+    alert = wait_for("AzureBackupJobFailed for the AKS cluster at the webhook", delivered, timeout=60)
+    assert (alert["vault"], alert["vault_type"], alert["resource_group"]) == ("vault-prod", "backup", "rg-prod")
+    assert (alert["backup_management_type"], alert["container"]) == ("AzureKubernetesService", "rg-prod")
+    assert alert["severity"] == "critical"
+    time.sleep(2)  # a couple more evaluations: the healthy disk in the same vault must not page
+    assert not [a for a in stack["webhook"].firing() if a.get("backup_item") == "disk-erp"]
 
 
 def test_of_two_items_with_one_name_only_the_failing_one_pages(stack: dict[str, Any]) -> None:
@@ -267,7 +307,8 @@ def test_every_dashboard_panel_has_data(stack: dict[str, Any]) -> None:
     time.sleep(3)  # a few samples after the change, so increase() has two points on each side
     # a healthy item: it has sizes (failed jobs have none)
     variables = {"datasource": "prometheus", "job": JOB, "subscription_id": SUB_A, "resource_group": "rg-prod",
-                 "vault": "vault-prod", "container": "rg-prod", "backup_item": "vm-db"}
+                 "vault_type": "recovery_services", "vault": "vault-prod", "container": "rg-prod",
+                 "backup_item": "vm-db"}
     empty, checked = [], 0
     for name, dashboard in sorted(load_dashboards().items()):
         for title, expr in panel_queries(dashboard, variables):

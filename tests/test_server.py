@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -169,7 +170,11 @@ def test_demo_server_turns_ready_without_a_scrape_and_serves_every_vault() -> No
         url = f"http://127.0.0.1:{port}"
         assert _wait_ready(url), "/-/ready must turn 200 after the first refresh, discovered vaults included"
         text = requests.get(f"{url}/metrics", timeout=10).text
-        assert text.count("azure_backup_vault_scrape_success{") == 4
+        assert text.count("azure_backup_vault_scrape_success{") == 5  # 4 Recovery Services vaults, 1 Backup vault
+        assert re.search(r'azure_backup_vault_scrape_success\{[^}]*vault_type="backup"[^}]*\} 1\.0', text)
+        # the demo's AKS cluster, whose latest backup failed, as a Backup vault item
+        assert re.search(r'azure_backup_job_last_status\{[^}]*backup_management_type="AzureKubernetesService"'
+                         r'[^}]*status="Failed"[^}]*vault_type="backup"\} 1\.0', text)
         assert "azure_backup_subscription_discovery_success{" in text
     finally:
         proc.terminate()

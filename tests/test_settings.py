@@ -15,6 +15,7 @@ from exporter.settings import SettingsError, load_settings
 SUB = "00000000-0000-0000-0000-000000000001"
 VAULT = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/vault-a"
 VAULT_B = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/vault-b"
+BACKUP_VAULT = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.DataProtection/backupVaults/vault-a"
 
 
 @pytest.fixture(autouse=True)
@@ -80,12 +81,27 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path, monkeypatch: pytest.
     ({"vaults": VAULT, "concurrency": "0"}, "AZURE_BACKUP_EXPORTER_CONCURRENCY"),
     ({"subscriptions": "not-a-guid"}, "AZURE_BACKUP_EXPORTER_SUBSCRIPTIONS: 'not-a-guid' is not a subscription ID"),
     ({}, "no vaults to watch"),
+    ({"vaults": VAULT, "dataprotection_api_version": "latest"},
+     "AZURE_BACKUP_EXPORTER_DATAPROTECTION_API_VERSION: 'latest' is not an api-version"),
 ])
 def test_bad_settings_name_the_setting(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(overrides=overrides)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_vaults_take_both_kinds_of_vault_id() -> None:
+    """Recovery Services and Backup vault IDs, provider and type in any case; each kind keeps its own path."""
+    backup = BACKUP_VAULT.replace("Microsoft.DataProtection/backupVaults", "microsoft.dataprotection/BACKUPVAULTS")
+    settings = load_settings(overrides={"vaults": f"{VAULT}, {backup}"})
+    assert [(ref.kind, ref.name) for ref in settings.vault_refs] == [("recovery_services", "vault-a"),
+                                                                     ("backup", "vault-a")]
+    assert settings.vault_refs[1].path.endswith("/providers/Microsoft.DataProtection/backupVaults/vault-a")
+    # the error for an ID of neither kind names both forms
+    with pytest.raises(SettingsError, match=r"Microsoft\.RecoveryServices/vaults/<name> or .*"
+                                            r"Microsoft\.DataProtection/backupVaults/<name>"):
+        load_settings(overrides={"vaults": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Web/sites/x"})
 
 
 def test_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,198 @@
+"""What a refresh does the same way for every vault kind: the two halves, the items bookkeeping, publishing.
+
+A vault kind (recovery_services.py, backup_vault.py) says how to list and parse its jobs, items and
+policies; this class turns those into the `Vault` interface of vault.py: list and merge the jobs (jobbook.py),
+fetch the details due (details.py), keep the items and their policies on their own interval, and publish an
+immutable snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from .arm import ArmClient, ArmError, AuthError
+from .coverage import deleted_items, expected_intervals, last_successes
+from .details import DetailsPolicy
+from .identity import ItemDirectory, ItemKey, folded
+from .jobbook import JobBook
+from .models import ErrorSink, Job, ProtectedItem, VaultRef, with_distinct_identities
+from .policy import PolicyIntervals
+from .vault import ListedJobs, VaultData, VaultSnapshot, error_labels
+
+log = logging.getLogger(__name__)
+
+Resource = Mapping[str, Any]
+
+
+class VaultBase:
+    """The working state of one vault; only its refresh thread touches it. Subclasses list and parse."""
+
+    def __init__(self, ref: VaultRef, lookback: timedelta, location: str = "",
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 items_interval: timedelta = timedelta(minutes=5)) -> None:
+        self.ref = ref
+        self.clock = clock
+        self.lookback = lookback
+        self.location = location
+        self.items_interval = items_interval.total_seconds()
+        self.book = JobBook(lookback)
+        self.details = DetailsPolicy(ref.name)
+        self.items: tuple[ProtectedItem, ...] = ()
+        self.items_listed_at: float | None = None  # time.monotonic() of the last items listing
+        self.items_error: ArmError | None = None  # the items or policy list failed in this refresh
+        self.policies: dict[str, PolicyIntervals] = {}  # by lower-cased name, listed with the items
+        self.policies_failing = False  # the last policy list failed: retried on every refresh
+        self.gone: dict[ItemKey, float] = {}  # folded keys of items seen leaving the items list, and when
+        self.listed_until: datetime | None = None
+        self.list_window_start = float("-inf")  # the oldest start a list still covers (Unix seconds)
+        self.snapshot = VaultSnapshot(ref, location)
+
+    # --- what a vault kind provides --------------------------------------------------------------
+
+    def _location(self, client: ArmClient, on_error: ErrorSink) -> str:
+        raise NotImplementedError
+
+    def _list_job_resources(self, client: ArmClient, now: datetime) -> Iterable[Resource]:
+        """The jobs this refresh lists; sets list_window_start."""
+        raise NotImplementedError
+
+    def _parse_job(self, resource: Resource, on_error: ErrorSink) -> Job | None:
+        raise NotImplementedError
+
+    def _get_job(self, client: ArmClient, job_id: str) -> Resource:
+        raise NotImplementedError
+
+    def _list_items(self, client: ArmClient, on_error: ErrorSink) -> list[ProtectedItem]:
+        raise NotImplementedError
+
+    def _list_policies(self, client: ArmClient, on_error: ErrorSink) -> list[PolicyIntervals]:
+        raise NotImplementedError
+
+    def _keep_listed(self, job: Job, now: datetime) -> bool:
+        """Whether a listed job is merged (a kind whose list cannot be filtered drops old jobs here)."""
+        del job, now
+        return True
+
+    # --- the Vault interface ---------------------------------------------------------------------
+
+    @property
+    def refreshed_once(self) -> bool:
+        return self.listed_until is not None
+
+    def refresh(self, client: ArmClient, on_error: ErrorSink) -> VaultSnapshot:
+        """Both halves at once (tests and --once use it through the refresher)."""
+        return self.fetch_details(client, on_error, self.list_jobs(client, on_error))
+
+    def list_jobs(self, client: ArmClient, on_error: ErrorSink) -> ListedJobs:
+        """The first half of a refresh: list and merge the jobs, and publish their status, start and end
+        (they come from the list) before the slower detail requests. `fetch_details` completes it."""
+        started = time.perf_counter()
+        now = self.clock()
+        try:
+            if not self.location:
+                self.location = self._location(client, on_error)
+            self.items_error = self._list_items_if_due(client, on_error)
+            listed: dict[str, Job] = {}
+            for resource in self._list_job_resources(client, now):
+                job = self._parse_job(resource, on_error)
+                if job is not None and self._keep_listed(job, now):
+                    listed[job.job_id] = job
+        except ArmError as exc:
+            self.mark_failed(time.perf_counter() - started, exc)
+            raise
+        self.book.merge_list(listed, now, first=not self.refreshed_once)
+        self.book.prune(now)
+        self.details.forget_ended(self.book.jobs)
+        self._publish(success=self.snapshot.success, duration=self.snapshot.duration, refreshed=None)
+        return ListedJobs(now, time.perf_counter() - started)
+
+    def fetch_details(self, client: ArmClient, on_error: ErrorSink, listed: ListedJobs) -> VaultSnapshot:
+        """The second half of a refresh: fetch the details that are due, then publish the vault as refreshed.
+        `duration` counts the time spent on both halves, not the wait in between."""
+        started = time.perf_counter()
+        try:
+            self.details.fetch(self.book, lambda job_id: self._get_job(client, job_id),
+                               lambda resource: self._parse_job(resource, on_error),
+                               self.list_window_start, self.clock().timestamp())
+        except ArmError as exc:
+            self.mark_failed(listed.seconds + time.perf_counter() - started, exc)
+            raise
+        self.listed_until = listed.now
+        if self.items_error is not None:
+            # Jobs are current (the backups are watched), items or policies are not: publish the jobs as
+            # refreshed, and report the vault as failing.
+            self._publish(success=False, duration=listed.seconds + time.perf_counter() - started,
+                          refreshed=listed.now.timestamp(), error=error_labels(self.items_error))
+            raise self.items_error
+        self._publish(success=True, duration=listed.seconds + time.perf_counter() - started,
+                      refreshed=listed.now.timestamp())
+        return self.snapshot
+
+    def mark_failed(self, duration: float, exc: Exception | None = None) -> None:
+        """A failed refresh: keep the last published data, flag the failure and say what it was."""
+        self.snapshot = replace(self.snapshot, location=self.location, success=False, duration=duration,
+                                error=error_labels(exc))
+
+    def _publish(self, success: bool | None, duration: float, refreshed: float | None,
+                 error: tuple[str, str] | None = None) -> None:
+        jobs = tuple(self.book.jobs.values())
+        deleted = deleted_items(jobs, self.items, self.gone) if self.items_listed_at is not None else frozenset()
+        successes = last_successes(self.book.successes, self.items, self.book.directory, deleted)
+        data = VaultData(jobs, self.items, MappingProxyType(successes.any_kind), self.book.stats.copy(),
+                         MappingProxyType(successes.by_kind),
+                         MappingProxyType(expected_intervals(self.items, self.policies)), deleted)
+        if data == self.snapshot.data:
+            data = self.snapshot.data  # unchanged: keep the identity, so the rendered text is reused
+        self.snapshot = VaultSnapshot(self.ref, self.location, data, success, duration,
+                                      refreshed if refreshed is not None else self.snapshot.last_refresh,
+                                      (error or self.snapshot.error) if success is False else None)
+
+    # --- items and policies ----------------------------------------------------------------------
+
+    def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
+        """Items and policies change slowly, so they are listed on their own, longer interval, and on every
+        refresh while their last list failed. A failure keeps the last ones (or, never listed, leaves jobs in
+        their own names) and is returned, so the jobs still refresh."""
+        if self.items_listed_at is not None and time.monotonic() - self.items_listed_at < self.items_interval:
+            return self._refresh_policies(client, on_error) if self.policies_failing else None
+        try:
+            parsed = self._list_items(client, on_error)
+        except AuthError:
+            raise
+        except ArmError as exc:
+            log.warning("vault=%s items not listed, jobs keep their own names: %s", self.ref.name, exc)
+            return exc
+        self._adopt_items(with_distinct_identities(parsed, on_error))
+        return self._refresh_policies(client, on_error)
+
+    def _adopt_items(self, items: list[ProtectedItem]) -> None:
+        """The new items list: note which items left it (deleted data), and join the jobs to the items."""
+        listed = {folded(item.item_key) for item in items}
+        if self.items_listed_at is not None:
+            now = self.clock().timestamp()
+            for key in {folded(item.item_key) for item in self.items} - listed:
+                self.gone[key] = now
+            self.gone = {key: when for key, when in self.gone.items() if key not in listed}
+        self.items = tuple(sorted(items, key=lambda i: (i.item_key, i.name)))
+        self.items_listed_at = time.monotonic()
+        self.book.join_to(ItemDirectory(item.item_key for item in self.items))
+
+    def _refresh_policies(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
+        """The vault's backup policies, for each item's expected interval; a failure keeps the last ones."""
+        try:
+            parsed = self._list_policies(client, on_error)
+        except AuthError:
+            raise
+        except ArmError as exc:
+            log.warning("vault=%s backup policies not listed, keeping the last ones: %s", self.ref.name, exc)
+            self.policies_failing = True
+            return exc
+        self.policies = {policy.name.lower(): policy for policy in parsed}
+        self.policies_failing = False
+        return None

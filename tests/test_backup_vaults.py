@@ -1,0 +1,162 @@
+"""Backup vaults (Microsoft.DataProtection) through the whole exporter: the fake ARM serves them over HTTP in the
+shapes of the real recordings, and the exporter renders them in the same families as Recovery Services vaults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from exporter.simulator.fakearm import (
+    DPP_FAULT_OPERATIONS,
+    FakeArm,
+    FakeBackupVault,
+    FakeEstate,
+    Fault,
+    make_backup_instance,
+    make_dpp_job,
+    make_dpp_policy,
+    make_job,
+    make_recovery_point,
+)
+
+from .conftest import NOW, SUB_A, SUB_B, Exporter, fixed_clock
+
+H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
+DISK, AKS, PSQL = "AzureDisk", "AzureKubernetesService", "AzureDatabaseForPostgreSQLFlexibleServer"
+
+
+def _guid(n: int) -> str:
+    return f"00000000-0000-0000-0000-{n:012d}"
+
+
+def _item(vault: FakeBackupVault, bmt: str, name: str, **extra: str) -> dict[str, str]:
+    return {"subscription_id": vault.subscription_id, "resource_group": vault.resource_group, "vault": vault.name,
+            "vault_type": "backup", "backup_management_type": bmt, "container": vault.resource_group,
+            "backup_item": name, **extra}
+
+
+@pytest.fixture
+def backup_vault(estate: FakeEstate) -> FakeBackupVault:
+    """A disk backed up fine, an AKS cluster whose latest backup failed, a PostgreSQL server backing up now."""
+    vault = estate.add_backup_vault(SUB_A, "rg-prod", "vault-prod")
+    estate.add_dpp_policy(vault.name, make_dpp_policy(vault=vault, name="DiskDaily", datasource_type=DISK))
+    estate.add_dpp_policy(vault.name, make_dpp_policy(vault=vault, name="AksDaily", datasource_type=AKS))
+    estate.add_dpp_policy(vault.name, make_dpp_policy(vault=vault, name="PgWeekly", datasource_type=PSQL,
+                                                      interval="P1W"))
+    for kind, name, policy in ((DISK, "disk-erp", "DiskDaily"), (AKS, "aks-prod", "AksDaily"),
+                               (PSQL, "psql-orders", "PgWeekly")):
+        estate.add_backup_instance(vault.name, make_backup_instance(vault=vault, datasource_type=kind,
+                                                                    datasource_name=name, policy=policy))
+    disk_instance = next(name for name in _instances(estate, vault) if "disk-erp" in name)
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(1), vault=vault, datasource_type=DISK, datasource_name="disk-erp",
+                                                policy="DiskDaily", start=NOW - 26 * H, end=NOW - 26 * H + 4 * MIN))
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(2), vault=vault, datasource_type=DISK, datasource_name="disk-erp",
+                                                policy="DiskDaily", start=NOW - 2 * H, end=NOW - 2 * H + 4 * MIN,
+                                                data_transferred_bytes=1_048_576))
+    estate.add_recovery_point(vault.name, disk_instance, make_recovery_point(
+        vault=vault, instance=disk_instance, time=NOW - 2 * H + 3 * MIN, datasource_type=DISK, policy="DiskDaily"))
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(3), vault=vault, datasource_type=AKS, datasource_name="aks-prod",
+                                                policy="AksDaily", start=NOW - 27 * H, end=NOW - 26 * H))
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(4), vault=vault, datasource_type=AKS, datasource_name="aks-prod",
+                                                policy="AksDaily", status="Failed", start=NOW - 3 * H,
+                                                end=NOW - 3 * H + 10 * MIN, error="Backup failed"))
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(5), vault=vault, datasource_type=PSQL,
+                                                datasource_name="psql-orders", policy="PgWeekly", status="InProgress",
+                                                start=NOW - 10 * MIN))
+    return vault
+
+
+def _instances(estate: FakeEstate, vault: FakeBackupVault) -> list[str]:
+    return [str(instance["name"]) for instance in estate.backup_instances(vault.name)]
+
+
+def _exporter(make_exporter: Callable[..., Exporter], *vault_ids: str, **overrides: str) -> Exporter:
+    return make_exporter(fixed_clock(NOW), vaults=",".join(vault_ids), **overrides)
+
+
+def test_a_backup_vaults_jobs_and_items_in_the_same_families(
+        backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    exporter = _exporter(make_exporter, backup_vault.id)
+    exporter.scrape()
+    disk, aks, psql = (_item(backup_vault, DISK, "disk-erp"), _item(backup_vault, AKS, "aks-prod"),
+                       _item(backup_vault, PSQL, "psql-orders"))
+    backup = {"operation": "Backup"}
+    assert exporter.value("azure_backup_vault_scrape_success", **{k: disk[k] for k in (
+        "subscription_id", "resource_group", "vault", "vault_type")}) == 1
+    assert exporter.value("azure_backup_job_last_status", **disk, **backup, status="Completed") == 1
+    assert exporter.value("azure_backup_job_last_status", **aks, **backup, status="Failed") == 1
+    assert exporter.value("azure_backup_job_last_status", **psql, **backup, status="InProgress") == 1
+    assert exporter.value("azure_backup_job_last_end_timestamp_seconds", **psql, **backup) is None
+    # the duration is end - start (Azure's two formats for one job disagree in precision)
+    assert exporter.value("azure_backup_job_last_duration_seconds", **disk, **backup) == 240
+    # a size only where Azure sent a number: never invented from the disk's size
+    assert exporter.value("azure_backup_job_last_size_bytes", **disk, **backup) == 1_048_576
+    assert exporter.value("azure_backup_job_last_size_bytes", **aks, **backup) is None
+    assert exporter.value("azure_backup_job_last_task_status", **disk, **backup, task="Trigger Backup",
+                          status="Completed") == 1
+    # the newest recovery point (3 min after the last backup's start) and the job's end (4 min): the newer wins
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **disk) == \
+        (NOW - 2 * H + 4 * MIN).timestamp()
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **aks) == \
+        (NOW - 26 * H).timestamp()
+    assert exporter.value("azure_backup_item_protection_state", **disk, state="ProtectionConfigured") == 1
+    assert exporter.value("azure_backup_item_last_recovery_point_timestamp_seconds", **disk) == \
+        (NOW - 2 * H + 3 * MIN).timestamp()
+    assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **disk, kind="full") == 86_400
+    assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **psql, kind="full") == 7 * 86_400
+
+
+def test_a_recovery_services_and_a_backup_vault_of_one_name_are_two_vaults(
+        estate: FakeEstate, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    twin = estate.add_vault(SUB_A, backup_vault.resource_group, backup_vault.name)
+    estate.add_job(twin.name, make_job(_guid(9), vault=twin, item="disk-erp", status="Failed",
+                                       start=NOW - H, end=NOW - H / 2))
+    text = _exporter(make_exporter, backup_vault.id, twin.id).scrape()  # scrape() checks no series is twice
+    infos = [line for line in text.splitlines() if line.startswith("azure_backup_vault_info{")]
+    assert len(infos) == 2
+    assert {'vault_type="backup"' in line for line in infos} == {True, False}
+
+
+def test_a_403_on_a_backup_vault_fails_only_that_vault(
+        estate: FakeEstate, arm: FakeArm, backup_vault: FakeBackupVault,
+        make_exporter: Callable[..., Exporter]) -> None:
+    twin = estate.add_vault(SUB_A, backup_vault.resource_group, backup_vault.name)
+    estate.add_job(twin.name, make_job(_guid(9), vault=twin, item="vm-web", start=NOW - H, end=NOW - H / 2))
+    arm.set_fault(backup_vault.name, Fault.authorization_failed(operations=DPP_FAULT_OPERATIONS))
+    exporter = _exporter(make_exporter, backup_vault.id, twin.id)
+    exporter.scrape()
+    vault = {"subscription_id": SUB_A, "resource_group": "rg-prod", "vault": "vault-prod"}
+    assert exporter.value("azure_backup_vault_scrape_success", **vault, vault_type="backup") == 0
+    assert exporter.value("azure_backup_vault_scrape_error_info", **vault, vault_type="backup", status_code="403",
+                          error_code="AuthorizationFailed") == 1
+    assert exporter.value("azure_backup_vault_scrape_success", **vault, vault_type="recovery_services") == 1
+    assert exporter.value("azure_backup_up") == 1
+
+
+def test_discovery_lists_both_kinds_and_an_unregistered_provider_is_no_failure(
+        estate: FakeEstate, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    estate.add_vault(SUB_A, "rg-prod", "vault-rsv")
+    other = estate.add_vault(SUB_B, "rg-b", "vault-b")
+    estate.unregister_provider(SUB_B)  # no Backup vaults there: ARM answers 409 MissingSubscriptionRegistration
+    exporter = make_exporter(fixed_clock(NOW), subscriptions=f"{SUB_A},{SUB_B}")
+    text = exporter.scrape()
+    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_A) == 1
+    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_B) == 1
+    watched = sorted(line.split('vault="')[1].split('"')[0] + "/" + line.split('vault_type="')[1].split('"')[0]
+                     for line in text.splitlines() if line.startswith("azure_backup_vault_info{"))
+    assert watched == sorted([f"{backup_vault.name}/backup", f"{other.name}/recovery_services",
+                              "vault-rsv/recovery_services"])
+
+
+def test_an_unchanged_backup_vault_costs_its_job_list_and_no_details(
+        arm: FakeArm, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    """No $filter: every refresh lists every retained job, but details are fetched once per finished job."""
+    exporter = _exporter(make_exporter, backup_vault.id, items_refresh_interval="1h")
+    exporter.scrape()
+    first = len(arm.requests)
+    exporter.scrape()
+    second = [r.path.rsplit("/", 1)[-1] for r in arm.requests[first:] if not r.path.startswith("/msi")]
+    assert second == ["backupJobs"]
