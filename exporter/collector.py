@@ -1,4 +1,4 @@
-"""Turns vault snapshots into metric families, fresh on every scrape."""
+"""Turns vault snapshots into rows of samples (cached and rendered by exposition.py) or metric families."""
 
 from __future__ import annotations
 
