@@ -69,6 +69,16 @@ PROTECTION_STATE_COLORS: dict[str, str] = {
     "ProtectionStopped": "orange",
     "ProtectionError": "red",
     "SoftDeleted": "purple",
+    # a Backup vault's backup instances (currentProtectionState)
+    "ProtectionConfigured": "green",
+    "ConfiguringProtection": "blue",
+    "UpdatingProtection": "blue",
+    "BackupSchedulesSuspended": "orange",
+    "RetentionSchedulesSuspended": "yellow",
+    "ConfiguringProtectionFailed": "red",
+    "SoftDeleting": "purple",
+    "NotProtected": "red",
+    "Invalid": "red",
 }
 HEALTH_COLORS: dict[str, str] = {
     "Passed": "green",
@@ -85,11 +95,11 @@ ITEM_BACKUP_STATUS_COLORS: dict[str, str] = {**STATUS_COLORS, "Healthy": "green"
 # An item is unprotected when its protection state is none of these (initial backup pending counts as
 # protected), and unhealthy when its health is none of HEALTHY: the healthy values of AzureBackupItemUnhealthy
 # (IRPending, the initial backup pending, is not unhealthy).
-PROTECTED_STATES = ("Protected", "IRPending")
+PROTECTED_STATES = ("Protected", "IRPending", "ProtectionConfigured", "ConfiguringProtection", "UpdatingProtection")
 HEALTHY = ("Passed", "Healthy", "IRPending")
 # Backups stopped on purpose: AzureBackupProtectionStopped fires for these states and
 # AzureBackupNoRecentSuccessfulBackup skips them (alerts/azure-backup.rules.yml; the tests compare).
-STOPPED_STATES = ("ProtectionStopped", "SoftDeleted", "BackupsSuspended")
+STOPPED_STATES = ("ProtectionStopped", "SoftDeleted", "BackupsSuspended", "SoftDeleting", "BackupSchedulesSuspended")
 # AzureBackupNoRecentSuccessfulBackup: per item and kind, the last success is overdue past the policy's
 # interval plus a grace of half of it, clamped to [GRACE_MIN, GRACE_MAX] seconds; an item without a known
 # interval is overdue past FALLBACK_OVERDUE (PromQL text, as the rule writes it). See overdue().

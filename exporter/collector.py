@@ -18,7 +18,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
 from . import catalogue as c
+from .dataprotection import DPP_HEALTH_STATUSES, DPP_PROTECTION_STATES
 from .models import (
+    BACKUP,
     ITEM_BACKUP_STATUSES,
     ITEM_HEALTH_STATUSES,
     KNOWN_STATUSES,
@@ -178,6 +180,10 @@ class VaultRows:
         info, last_backup = rows[c.ITEM_INFO], rows[c.ITEM_LAST_BACKUP]
         status, health = rows[c.ITEM_LAST_BACKUP_STATUS], rows[c.ITEM_HEALTH]
         protection, recovery_point = rows[c.ITEM_PROTECTION_STATE], rows[c.ITEM_LAST_RECOVERY_POINT]
+        # A Backup vault's instances have their own vocabularies (dataprotection.py).
+        backup = snap.ref.kind == BACKUP
+        known_health = DPP_HEALTH_STATUSES if backup else ITEM_HEALTH_STATUSES
+        known_states = DPP_PROTECTION_STATES if backup else PROTECTION_STATES
         for item in snap.data.items:
             labels = (*self.vault, *item.item_key)
             info.append(((*labels, item.item_type, item.workload_type, item.policy, item.container_name,
@@ -187,8 +193,8 @@ class VaultRows:
             if item.last_recovery_point is not None:
                 recovery_point.append((labels, item.last_recovery_point))
             _add_enum(status, labels, ITEM_BACKUP_STATUSES, item.last_backup_status, all_states)
-            _add_enum(health, labels, ITEM_HEALTH_STATUSES, item.health_status, all_states)
-            _add_enum(protection, labels, PROTECTION_STATES, item.protection_state, all_states)
+            _add_enum(health, labels, known_health, item.health_status, all_states)
+            _add_enum(protection, labels, known_states, item.protection_state, all_states)
 
 
 def vault_data_families(snap: VaultSnapshot, options: SeriesOptions) -> list[Metric]:

@@ -80,6 +80,13 @@ _FAILING_PROTECTION = frozenset({"configuringprotectionfailed", "protectionerror
 _CONFIGURED = "protectionconfigured"
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
+# currentProtectionState's documented values (azure-mgmt-dataprotection's enums): the one-hot series of a Backup
+# vault's items with STATE_SERIES=all; another value is kept as sent and counted.
+DPP_PROTECTION_STATES = ("Invalid", "NotProtected", "ConfiguringProtection", "ProtectionConfigured",
+                         "BackupSchedulesSuspended", "RetentionSchedulesSuspended", "ProtectionStopped",
+                         "ProtectionError", "ConfiguringProtectionFailed", "SoftDeleting", "SoftDeleted",
+                         "UpdatingProtection")
+DPP_HEALTH_STATUSES = (HEALTHY, UNHEALTHY)
 # Every backup of a Backup vault is a job of operation `Backup`, whatever the rule's backupType (Incremental
 # for disks and AKS, Discrete for vaulted blobs, Full for databases), and coverage.backup_kind reads `Backup`
 # as `full`: a policy's schedule is therefore the `full` kind, the one its items' last successes are kept under.
@@ -330,9 +337,16 @@ def parse_backup_instance(resource: Mapping[str, Any], on_error: ErrorSink) -> P
         last_backup_status="",
         last_backup_time=None,
         health_status=instance_health(props),
-        protection_state=_text(props.get("currentProtectionState")),
+        protection_state=_protection_state(props, on_error),
         last_recovery_point=None,
     )
+
+
+def _protection_state(props: Mapping[str, Any], on_error: ErrorSink) -> str:
+    state = _text(props.get("currentProtectionState"))
+    if state and state not in DPP_PROTECTION_STATES:
+        on_error("currentProtectionState")
+    return state
 
 
 def parse_recovery_points(resources: Iterable[Mapping[str, Any]], on_error: ErrorSink) -> float | None:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from exporter.catalogue import CATALOGUE, ITEM_LABELS, VAULT_LABELS, sample_names
+from exporter.dataprotection import DPP_PROTECTION_STATES
 from exporter.models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, PROTECTION_STATES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,8 @@ RECEIVER_FOR_SEVERITY = {"critical": "pager", "warning": "ticket"}
 
 # Protection states in which someone stopped an item's backups on purpose (issue 4): the same
 # regex must select them in every alert that uses them.
-STOPPED_ON_PURPOSE = {"ProtectionStopped", "SoftDeleted", "BackupsSuspended"}
+STOPPED_ON_PURPOSE = {"ProtectionStopped", "SoftDeleted", "BackupsSuspended",  # Recovery Services
+                      "SoftDeleting", "BackupSchedulesSuspended"}  # Backup vaults
 ALERTS_USING_STOPPED_STATES = {
     "AzureBackupProtectionStopped", "AzureBackupNoRecentSuccessfulBackup", "AzureBackupItemUnhealthy"}
 # The values the exporter emits for the item enums (azure_backup_item_*{status|state}). Workload
@@ -86,7 +88,7 @@ WORKLOAD_HEALTH_STATUSES = {"Healthy", "Unhealthy", "NotReachable", "IRPending"}
 KNOWN_ITEM_VALUES = {
     "azure_backup_item_last_backup_status": set(ITEM_BACKUP_STATUSES),
     "azure_backup_item_health_status": set(ITEM_HEALTH_STATUSES) | WORKLOAD_HEALTH_STATUSES,
-    "azure_backup_item_protection_state": set(PROTECTION_STATES),
+    "azure_backup_item_protection_state": set(PROTECTION_STATES) | set(DPP_PROTECTION_STATES),
 }
 
 PROMQL_KEYWORDS = frozenset({

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from exporter.settings import load_settings
 from exporter.simulator.fakearm import (
     DPP_FAULT_OPERATIONS,
     FakeArm,
@@ -20,6 +21,7 @@ from exporter.simulator.fakearm import (
     make_job,
     make_recovery_point,
 )
+from exporter.wiring import build
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, fixed_clock
 
@@ -160,3 +162,37 @@ def test_an_unchanged_backup_vault_costs_its_job_list_and_no_details(
     exporter.scrape()
     second = [r.path.rsplit("/", 1)[-1] for r in arm.requests[first:] if not r.path.startswith("/msi")]
     assert second == ["backupJobs"]
+
+
+@pytest.mark.parametrize("last_page", ["null", "absent"])
+def test_every_page_of_a_backup_vaults_lists_is_read_whatever_its_last_nextlink(
+        estate: FakeEstate, backup_vault: FakeBackupVault, monkeypatch: pytest.MonkeyPatch, last_page: str) -> None:
+    """Real lists end with "nextLink": null (jobs) or no key at all (instances); two entries a page here."""
+    with FakeArm(estate, dpp_page_size=2, dpp_last_page_next_link=last_page) as arm:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", arm.identity_endpoint)
+        monkeypatch.setenv("IDENTITY_HEADER", arm.identity_header)
+        built = build(load_settings(overrides={"resource_manager_url": arm.url, "vaults": backup_vault.id,
+                                               "refresh_interval": "0s"}), clock=fixed_clock(NOW))
+        try:
+            exporter = Exporter(built.registry, built.refresher, built.exposition)
+            text = exporter.scrape()
+        finally:
+            built.refresher.close()
+        pages = [r for r in arm.requests if r.path.endswith("/backupJobs")]
+    assert len(pages) == 3  # five jobs, two a page
+    assert text.count("azure_backup_job_last_status{") == 3  # the three items' latest backups
+    assert text.count("azure_backup_item_info{") == 3  # three instances over two pages
+
+
+def test_an_unknown_protection_state_is_kept_and_counted(
+        estate: FakeEstate, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    instance = next(name for name in _instances(estate, backup_vault) if "aks-prod" in name)
+    estate.update_backup_instance(backup_vault.name, instance, currentProtectionState="QuantumProtected")
+    exporter = _exporter(make_exporter, backup_vault.id, state_series="all")
+    exporter.scrape()
+    aks = _item(backup_vault, AKS, "aks-prod")
+    assert exporter.value("azure_backup_item_protection_state", **aks, state="QuantumProtected") == 1
+    # with STATE_SERIES=all, the zeros are a Backup vault's own states, not a Recovery Services vault's
+    assert exporter.value("azure_backup_item_protection_state", **aks, state="ProtectionConfigured") == 0
+    assert exporter.value("azure_backup_item_protection_state", **aks, state="Protected") is None
+    assert exporter.value("azure_backup_parse_errors_total", field="currentProtectionState") == 1

@@ -83,7 +83,7 @@ HEALTH_VALUES = ("Passed", "ActionRequired", "ActionSuggested", "Healthy", "Unhe
 HEALTHY_VALUES = {"Passed", "Healthy", "IRPending"}
 PROTECTION_STATES = ("Protected", "ProtectionStopped", "ProtectionError", "ProtectionPaused", "IRPending",
                      "SoftDeleted", "BackupsSuspended")
-PROTECTED_STATES = {"Protected", "IRPending"}
+PROTECTED_STATES = {"Protected", "IRPending", "ProtectionConfigured", "ConfiguringProtection", "UpdatingProtection"}
 EXPECTED_CHAIN = {
     "azure-backup-overview": CHAIN,
     "azure-backup-item": CHAIN,
