@@ -52,8 +52,8 @@ def is_transient(exc: ArmError) -> bool:
 class DetailsPolicy:
     """The running-details schedule of one vault, and the GETs of one refresh applied to its job book."""
 
-    def __init__(self, vault_name: str) -> None:
-        self.vault_name = vault_name
+    def __init__(self, vault_log_fields: str) -> None:
+        self.vault_log_fields = vault_log_fields  # how log lines name the vault (VaultRef.log_fields)
         self.fetched_at: dict[str, float] = {}  # running jobs: when their details were last fetched
 
     def targets(self, book: JobBook, list_window_start: float, now: float) -> list[str]:
@@ -71,8 +71,8 @@ class DetailsPolicy:
                     book.drop(job_id)
                     continue
                 if is_transient(exc):
-                    log.warning("vault=%s job details not fetched, retried on the next refresh: %s",
-                                self.vault_name, exc)
+                    log.warning("%s job details not fetched, retried on the next refresh: %s",
+                                self.vault_log_fields, exc)
                     return
                 raise
             details = parse(resource)

@@ -90,6 +90,11 @@ class VaultRef:
         return self.path.lower()
 
     @property
+    def log_fields(self) -> str:
+        """How log lines name the vault (logfmt): its name alone is ambiguous across the two kinds."""
+        return f"vault={self.name} vault_type={self.kind}"
+
+    @property
     def labels(self) -> tuple[str, str, str, str]:
         """The values of catalogue.VAULT_LABELS: subscription_id, resource_group, vault, vault_type."""
         return (self.subscription_id, self.resource_group, self.name, self.kind)

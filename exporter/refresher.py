@@ -166,7 +166,7 @@ class Refresher:
         except Exception as exc:  # noqa: BLE001 - logged in _refresh_failed; one vault never stops the others
             self._refresh_failed(state, exc, listed.seconds + time.perf_counter() - started)
         else:
-            self._note_recovery(state.ref.key, f"vault={state.ref.name} refreshed again")
+            self._note_recovery(state.ref.key, f"{state.ref.log_fields} refreshed again")
             if self.on_refreshed is not None:
                 self.on_refreshed(state.snapshot)
         finally:
@@ -178,10 +178,10 @@ class Refresher:
             self._auth_failed(exc)
         elif isinstance(exc, ArmError):  # the vault marked itself failed
             self.auth_ok = True
-            self._note_failure(state.ref.key, f"vault={state.ref.name} refresh failed, keeping its last data: {exc}")
+            self._note_failure(state.ref.key, f"{state.ref.log_fields} refresh failed, keeping its last data: {exc}")
         else:  # a bug must not kill the worker or hide the other vaults
             state.mark_failed(duration, exc)
-            log.error("vault=%s refresh failed unexpectedly", state.ref.name, exc_info=exc)
+            log.error("%s refresh failed unexpectedly", state.ref.log_fields, exc_info=exc)
 
     def _discover(self, subscription_id: str) -> None:
         discovery = self._discoveries[subscription_id]
@@ -227,7 +227,7 @@ class Refresher:
                     if self.settings.owns(found[0]):
                         wanted.setdefault(key, found)
             for key in set(self._states) - set(wanted):
-                log.info("vault=%s no longer found; its series are dropped", self._states[key].ref.name)
+                log.info("%s no longer found; its series are dropped", self._states[key].ref.log_fields)
                 del self._states[key]
             for key, (ref, location) in wanted.items():
                 if key not in self._states:

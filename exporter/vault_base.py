@@ -42,7 +42,7 @@ class VaultBase:
         self.location = location
         self.items_interval = items_interval.total_seconds()
         self.book = JobBook(lookback)
-        self.details = DetailsPolicy(ref.name)
+        self.details = DetailsPolicy(ref.log_fields)
         self.items: tuple[ProtectedItem, ...] = ()
         self.items_listed_at: float | None = None  # time.monotonic() of the last items listing
         self.items_error: ArmError | None = None  # the items or policy list failed in this refresh
@@ -166,7 +166,7 @@ class VaultBase:
         except AuthError:
             raise
         except ArmError as exc:
-            log.warning("vault=%s items not listed, jobs keep their own names: %s", self.ref.name, exc)
+            log.warning("%s items not listed, jobs keep their own names: %s", self.ref.log_fields, exc)
             return exc
         self._adopt_items(with_distinct_identities(parsed, on_error))
         return self._refresh_policies(client, on_error)
@@ -190,7 +190,7 @@ class VaultBase:
         except AuthError:
             raise
         except ArmError as exc:
-            log.warning("vault=%s backup policies not listed, keeping the last ones: %s", self.ref.name, exc)
+            log.warning("%s backup policies not listed, keeping the last ones: %s", self.ref.log_fields, exc)
             self.policies_failing = True
             return exc
         self.policies = {policy.name.lower(): policy for policy in parsed}

@@ -124,7 +124,7 @@ def test_a_recovery_services_and_a_backup_vault_of_one_name_are_two_vaults(
 
 def test_a_403_on_a_backup_vault_fails_only_that_vault(
         estate: FakeEstate, arm: FakeArm, backup_vault: FakeBackupVault,
-        make_exporter: Callable[..., Exporter]) -> None:
+        make_exporter: Callable[..., Exporter], caplog: pytest.LogCaptureFixture) -> None:
     twin = estate.add_vault(SUB_A, backup_vault.resource_group, backup_vault.name)
     estate.add_job(twin.name, make_job(_guid(9), vault=twin, item="vm-web", start=NOW - H, end=NOW - H / 2))
     arm.set_fault(backup_vault.name, Fault.authorization_failed(operations=DPP_FAULT_OPERATIONS))
@@ -136,6 +136,9 @@ def test_a_403_on_a_backup_vault_fails_only_that_vault(
                           error_code="AuthorizationFailed") == 1
     assert exporter.value("azure_backup_vault_scrape_success", **vault, vault_type="recovery_services") == 1
     assert exporter.value("azure_backup_up") == 1
+    # the log names which of the two vaults called vault-prod failed
+    failures = [r.getMessage() for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert failures and all(m.startswith("vault=vault-prod vault_type=backup ") for m in failures)
 
 
 def test_discovery_lists_both_kinds_and_an_unregistered_provider_is_no_failure(
