@@ -32,7 +32,7 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="azure-backup-exporter" \
-      org.opencontainers.image.description="Prometheus exporter for Azure Backup jobs of Recovery Services vaults" \
+      org.opencontainers.image.description="Prometheus exporter for Azure Backup jobs of Recovery Services vaults and Backup vaults" \
       org.opencontainers.image.source="https://github.com/azure-backup-exporter/azure-backup-exporter" \
       org.opencontainers.image.documentation="https://github.com/azure-backup-exporter/azure-backup-exporter/blob/main/docs/deploy.md" \
       org.opencontainers.image.version="0.1.0" \

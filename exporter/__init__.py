@@ -1,4 +1,4 @@
-"""Prometheus exporter for Azure Backup jobs of Recovery Services vaults."""
+"""Prometheus exporter for Azure Backup jobs of Recovery Services vaults and Backup vaults."""
 
 from importlib.metadata import PackageNotFoundError, version
 

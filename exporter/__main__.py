@@ -32,7 +32,7 @@ COLLECTOR_PREFIX = "collector_"  # settings that are collector switches: --[no-]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="azure-backup-exporter",
-        description="Prometheus exporter for Azure Backup jobs of Recovery Services vaults. "
+        description="Prometheus exporter for Azure Backup jobs of Recovery Services vaults and Backup vaults. "
                     "Every setting is also read from AZURE_BACKUP_EXPORTER_<NAME>; flags win.")
     parser.add_argument("--config.file", dest="config_file", type=Path, help="YAML file with settings")
     parser.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve on")
