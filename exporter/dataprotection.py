@@ -25,14 +25,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
-from .models import BACKUP, DiscoveredVault, ErrorSink, Job, ProtectedItem, Task, parse_vault
+from .models import BACKUP, DiscoveredVault, ErrorSink, Job, ProtectedItem, Task, _optional, _text, parse_vault
 from .parsing import parse_duration, parse_timestamp
 from .policy import PolicyIntervals, policy_name_of
 
@@ -93,11 +92,6 @@ DPP_HEALTH_STATUSES = (HEALTHY, UNHEALTHY)
 _KIND = "full"
 
 
-def _text(value: Any) -> str:
-    # Interned, as in models.py: the same types, names and statuses recur in every job of a vault.
-    return sys.intern(value) if isinstance(value, str) else ""
-
-
 def _folded(value: Any) -> str:
     return value.strip().casefold() if isinstance(value, str) else ""
 
@@ -153,14 +147,8 @@ def _status(raw: Any, field: str, on_error: ErrorSink) -> str:
 
 def _moment(props: Mapping[str, Any], field: str, on_error: ErrorSink) -> float | None:
     """Unix seconds of a date-time field; None when absent, null, or Azure's 'unset' (0001-01-01...)."""
-    raw = props.get(field)
-    if raw is None or raw == "":
-        return None
-    try:
-        when = parse_timestamp(str(raw))
-    except (ValueError, OverflowError):
-        log.debug("dropping unparseable %s=%r", field, raw)
-        on_error(field)
+    when = _optional(props, field, parse_timestamp, on_error)
+    if when is None:
         return None
     # Azure writes DateTime.MinValue (0001-01-01T00:00:00Z, or with 7 zero digits) for "no time": any time
     # before 1970 is that, never a real backup.
