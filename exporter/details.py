@@ -1,8 +1,8 @@
 """The details policy: which jobs a refresh GETs for their details (tasks, Backup Size), and what an answer does.
 
 Lists carry no details. A GET costs one call per job, so only the jobs whose details are shown or still
-needed are fetched: the latest job of each item and operation, the finished jobs counted whose size is not
-known yet, and the running jobs no list covers any more (listing.RUNNING_LIST_HORIZON).
+needed are fetched: the latest job of each item and operation, the jobs seen finishing whose final details (size,
+tasks) are not fetched yet, and the running jobs no list covers any more (listing.RUNNING_LIST_HORIZON).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ log = logging.getLogger(__name__)
 RUNNING_DETAILS_MAX_AGE = timedelta(minutes=30).total_seconds()
 
 
-def detail_targets(jobs: Mapping[str, Job], awaiting_size: Set[str], fetched_at: Mapping[str, float],
+def detail_targets(jobs: Mapping[str, Job], awaiting_final: Set[str], fetched_at: Mapping[str, float],
                    list_window_start: float, now: float) -> list[str]:
     """The latest job of each item and operation, unless its details are there (finished) or fresh
-    enough (running), and the finished jobs counted whose size is still unknown."""
+    enough (running), and the jobs seen finishing whose final details are not fetched yet."""
     def wanted(job: Job) -> bool:
         if job.finished:
             return job.tasks is None
         return now - fetched_at.get(job.job_id, float("-inf")) >= RUNNING_DETAILS_MAX_AGE
 
     targets = {job.job_id for job in latest_by_series(jobs.values()).values() if wanted(job)}
-    targets |= {job_id for job_id in awaiting_size if job_id in jobs}
+    targets |= {job_id for job_id in awaiting_final if job_id in jobs}
     targets |= {job.job_id for job in jobs.values() if outside_the_list(job, list_window_start) and wanted(job)}
     return sorted(targets)
 
@@ -57,7 +57,7 @@ class DetailsPolicy:
         self.fetched_at: dict[str, float] = {}  # running jobs: when their details were last fetched
 
     def targets(self, book: JobBook, list_window_start: float, now: float) -> list[str]:
-        return detail_targets(book.jobs, book.awaiting_size, self.fetched_at, list_window_start, now)
+        return detail_targets(book.jobs, book.awaiting_final, self.fetched_at, list_window_start, now)
 
     def fetch(self, book: JobBook, get: Callable[[str], Mapping[str, Any]],
               parse: Callable[[Mapping[str, Any]], Job | None], list_window_start: float, now: float) -> None:

@@ -2,7 +2,8 @@
 
 Lists carry no details, GETs do; a listed job keeps the details already fetched while they can still be right.
 A job is counted (stats.py) once, when it is first seen finished while watched; its transferred size is
-added when known, which for most jobs means after a GET.
+added from its final details. A job first seen running keeps its running details (tasks InProgress, often
+`Data Transferred (in MB): 0`) until a GET of the finished job replaces them: those are never counted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class JobBook:
         self.jobs: dict[str, Job] = {}
         self.directory = ItemDirectory(())  # joins jobs to the items: empty until the items are listed
         self.stats = FinishedStats()
-        self.awaiting_size: set[str] = set()  # finished jobs counted, whose Backup Size is not fetched yet
+        # Finished jobs counted whose final details (size, tasks) are not fetched yet: each is GET once more.
+        self.awaiting_final: set[str] = set()
         # Last successful backup per kind from jobs, by the item as the job names it (own_item_key): joined to
         # the items when published.
         self.successes: dict[KindKey, float] = {}
@@ -47,24 +49,24 @@ class JobBook:
             self.jobs[job_id] = self._joined(_keep_details(previous, job))
             self.stats.declare((job.backup_management_type, job.operation))
             if not first and self._newly_finished(previous, job, horizon):
-                self._count_finished(self.jobs[job_id])
+                self._count_finished(self.jobs[job_id], final=not _has_running_details(previous))
         self._record_successes(listed.values())
 
     def merge_details(self, job_id: str, details: Job) -> None:
         """Take a GET's answer for a job: its newer fields, size and tasks."""
         previous = self.jobs[job_id]
         self.jobs[job_id] = self._joined(previous.with_details(details))
-        if not previous.finished and details.finished:
-            self._count_finished(self.jobs[job_id])
-        if job_id in self.awaiting_size and details.finished:
-            self.awaiting_size.discard(job_id)
+        if details.finished and job_id in self.awaiting_final:  # counted already: now its final size
+            self.awaiting_final.discard(job_id)
             self.stats.add_transferred(self.jobs[job_id])
+        elif details.finished and not previous.finished:
+            self._count_finished(self.jobs[job_id], final=True)
         self._record_successes([self.jobs[job_id]])
 
     def drop(self, job_id: str) -> None:
         """Forget a job Azure no longer has."""
         self.jobs.pop(job_id, None)
-        self.awaiting_size.discard(job_id)
+        self.awaiting_final.discard(job_id)
 
     def prune(self, now: datetime) -> None:
         """Forget the finished jobs that started before the lookback."""
@@ -85,12 +87,13 @@ class JobBook:
         # (a job older than the lookback was pruned, or finished before the watch began).
         return (job.start or 0.0) >= horizon and (job.end or 0.0) >= (self.watch_started or 0.0)
 
-    def _count_finished(self, job: Job) -> None:
+    def _count_finished(self, job: Job, final: bool) -> None:
+        """Count a job seen finishing; its size only once it comes from the finished job's own details."""
         self.stats.add_finished(job)
-        if job.size_bytes is not None:
+        if final and job.size_bytes is not None:
             self.stats.add_transferred(job)
         else:
-            self.awaiting_size.add(job.job_id)
+            self.awaiting_final.add(job.job_id)
 
     def _record_successes(self, jobs: Iterable[Job]) -> None:
         """The last success per item and kind; it outlives its job, which the lookback prunes."""
@@ -98,6 +101,11 @@ class JobBook:
             if job.is_backup and job.status in SUCCESS_STATUSES and job.end is not None:
                 key = (job.own_item_key, backup_kind(job.operation))
                 self.successes[key] = max(self.successes.get(key, 0.0), job.end)
+
+
+def _has_running_details(previous: Job | None) -> bool:
+    """Details fetched while the job ran: its size and tasks then were not the final ones."""
+    return previous is not None and not previous.finished and previous.tasks is not None
 
 
 def _keep_details(previous: Job | None, listed: Job) -> Job:

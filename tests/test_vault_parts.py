@@ -176,10 +176,39 @@ def test_jobs_finishing_are_counted_once_and_their_size_when_a_get_brings_it() -
     book.merge_list({"a": finished}, NOW + H, first=False)
     book.merge_list({"a": finished}, NOW + 2 * H, first=False)
     assert book.stats.finished[("AzureIaasVM", "Backup", "Completed")] == 1
-    assert book.awaiting_size == {"a"}
+    assert book.awaiting_final == {"a"}
     book.merge_details("a", _job("a", start=2 * H, end=H, tasks=(), size=2048.0))
-    assert book.awaiting_size == set()
+    assert book.awaiting_final == set()
     assert book.stats.transferred[("AzureIaasVM", "Backup")] == 2048.0
     book.merge_list({"a": finished}, NOW + 3 * H, first=False)  # a list carries no details: the GET's stay
     assert (book.jobs["a"].tasks, book.jobs["a"].size_bytes) == ((), 2048.0)
     assert book.successes == {((("AzureIaasVM", "rg", "vm-a"), "full")): (NOW - H).timestamp()}
+
+
+def test_a_job_seen_running_is_fetched_once_more_when_it_finishes_and_counts_only_its_final_size() -> None:
+    book = JobBook(LOOKBACK)
+    book.merge_list({"a": _job("a", "InProgress", start=2 * H)}, NOW, first=True)
+    book.merge_details("a", _job("a", "InProgress", start=2 * H, tasks=(Task("Take Snapshot", "InProgress"),),
+                                 size=0.0))  # a running job's details: Data Transferred 0
+    book.merge_list({"a": _job("a", start=2 * H, end=H)}, NOW + H, first=False)
+    assert book.stats.finished[("AzureIaasVM", "Backup", "Completed")] == 1
+    assert book.stats.transferred.get(("AzureIaasVM", "Backup"), 0.0) == 0.0  # the running 0 is not counted
+    assert detail_targets(book.jobs, book.awaiting_final, {}, float("-inf"), T) == ["a"]
+    book.merge_details("a", _job("a", start=2 * H, end=H, tasks=(Task("Take Snapshot", "Completed"),), size=4096.0))
+    assert book.jobs["a"].tasks == (Task("Take Snapshot", "Completed"),)
+    assert book.stats.transferred[("AzureIaasVM", "Backup")] == 4096.0
+    assert detail_targets(book.jobs, book.awaiting_final, {}, float("-inf"), T) == []
+    book.merge_list({"a": _job("a", start=2 * H, end=H)}, NOW + 2 * H, first=False)
+    assert book.stats.transferred[("AzureIaasVM", "Backup")] == 4096.0
+    assert book.stats.finished[("AzureIaasVM", "Backup", "Completed")] == 1
+
+
+def test_a_job_the_list_and_a_get_disagree_on_is_counted_once() -> None:
+    """The list says finished, a GET still says running (ARM's replicas lag): one count when it settles."""
+    book = JobBook(LOOKBACK)
+    book.merge_list({"a": _job("a", "InProgress", start=2 * H)}, NOW, first=True)
+    book.merge_list({"a": _job("a", start=2 * H, end=H)}, NOW + H, first=False)
+    book.merge_details("a", _job("a", "InProgress", start=2 * H, tasks=()))
+    book.merge_details("a", _job("a", start=2 * H, end=H, tasks=(), size=10.0))
+    assert book.stats.finished[("AzureIaasVM", "Backup", "Completed")] == 1
+    assert book.stats.transferred[("AzureIaasVM", "Backup")] == 10.0
