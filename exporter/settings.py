@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -337,6 +338,8 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
         return file_settings(**(overrides or {}))  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise SettingsError(_describe(exc, config_file)) from None
+    except yaml.YAMLError as exc:  # a typo in the file's syntax, not in a name: still one line, not a traceback
+        raise SettingsError(f"config file {config_file}: not YAML: {' '.join(str(exc).split())}") from None
     except (ValueError, OSError) as exc:  # unreadable YAML or JSON list
         raise SettingsError(f"invalid settings: {exc}".replace("\n", " ")) from None
 

@@ -179,6 +179,16 @@ def test_unknown_key_in_the_file_exits_2_naming_it_and_the_closest_setting(tmp_p
                                      "unknown setting 'lookbak' (did you mean 'lookback'?)")
 
 
+def test_a_file_that_is_not_yaml_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"vaults: ['{VAULT}'\nlookback: 2d\n")  # the list's ] is missing
+    result = _run("--config.file", str(config))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"azure-backup-exporter: config file {config}: not YAML: ")
+    assert "line 2" in line
+
+
 def test_check_config_lists_unknown_variables_by_name_only() -> None:
     result = _run("--check-config", env={"AZURE_BACKUP_EXPORTER_VAULTS": VAULT,
                                          "azure_backup_exporter_concurrency": "4",   # valid, in lower case
