@@ -16,7 +16,15 @@ from typing import Any
 from . import __version__
 from .logsetup import configure_logging
 from .server import ExporterApp, serve
-from .settings import Settings, SettingsError, env_name, load_settings, split_listen_address
+from .settings import (
+    Settings,
+    SettingsError,
+    describe_unknown_variable,
+    env_name,
+    load_settings,
+    split_listen_address,
+    unknown_environment,
+)
 from .wiring import build
 
 log = logging.getLogger("exporter")
@@ -69,14 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     demo = None
     if args.demo:
         demo = _start_demo(overrides)
+    # A mistyped variable only warns: a newer deployment's variable must not stop an older exporter.
+    unknown_env = unknown_environment(os.environ)
     try:
         settings = load_settings(args.config_file, overrides)
     except SettingsError as exc:
-        print(f"azure-backup-exporter: {exc}", file=sys.stderr)
+        # Still one line; the typo is often the cause ("no vaults to watch" with ..._VAULT set).
+        notes = "".join(f"; {describe_unknown_variable(*item)}" for item in unknown_env.items())
+        print(f"azure-backup-exporter: {exc}{notes}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    for name, closest in unknown_env.items():
+        log.warning("%s", describe_unknown_variable(name, closest))
     if args.check_config:
-        print(json.dumps({"settings": settings.effective(), "auth_environment": _auth_environment()}, indent=2))
+        print(json.dumps({"settings": settings.effective(), "auth_environment": _auth_environment(),
+                          "unknown_environment": unknown_env}, indent=2))
         return 0
     if demo is not None:
         log.warning("DEMO MODE: the data is SIMULATED by a fake Azure on %s; nothing here is real", demo.arm_url)

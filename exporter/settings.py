@@ -6,16 +6,19 @@ Everything is validated once at start; `SettingsError` carries one line naming t
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +32,10 @@ from .models import _GUID, VaultRef
 
 ENV_PREFIX = "AZURE_BACKUP_EXPORTER_"
 MAX_LOOKBACK = timedelta(days=30)  # the Backup service's own limit for a job query window
+# Kubernetes' service links for a Service named azure-backup-exporter (...SERVICE_HOST, ...PORT_9934_TCP):
+# set by the cluster, not by the user, so they are no mistyped setting.
+_SERVICE_LINK = re.compile(
+    ENV_PREFIX + r"(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)")
 
 
 @dataclass(frozen=True)
@@ -287,6 +294,39 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def closest_setting(name: str) -> str | None:
+    """The setting (its field name) spelled most like `name`, a YAML key or a variable; None if none is close."""
+    key = name.lower().removeprefix(ENV_PREFIX.lower())
+    matches = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+    return matches[0] if matches else None
+
+
+def unknown_environment(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """Each AZURE_BACKUP_EXPORTER_* variable that is no setting -> the closest setting's variable, or None.
+
+    pydantic-settings reads the fields' variables (in any case) and ignores every other one without a word,
+    so a typo (LOOKBAK) would run on the default. The known names come from the model, so a new field is
+    known at once; the exporter reads no other variable with the prefix. Names only: values may be secrets.
+    """
+    known = {env_name(field) for field in Settings.model_fields}
+    in_kubernetes = any(name.upper() == ENV_PREFIX + "SERVICE_HOST" for name in environ)
+    unknown = {}
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if in_kubernetes and _SERVICE_LINK.fullmatch(upper):
+            continue
+        closest = closest_setting(name)
+        unknown[name] = env_name(closest) if closest else None
+    return unknown
+
+
+def describe_unknown_variable(name: str, closest: str | None) -> str:
+    hint = f"did you mean {closest}?" if closest else "the settings are listed in --help"
+    return f"environment variable {name} is not a setting and is ignored ({hint})"
+
+
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Build and validate the settings; raises SettingsError with one readable line."""
     if config_file is not None and not config_file.is_file():
@@ -297,17 +337,29 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     try:
         return file_settings(**(overrides or {}))  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(_describe(exc, config_file)) from None
+    except yaml.YAMLError as exc:  # a typo in the file's syntax, not in a name: still one line, not a traceback
+        raise SettingsError(f"config file {config_file}: not YAML: {' '.join(str(exc).split())}") from None
     except (ValueError, OSError) as exc:  # unreadable YAML or JSON list
         raise SettingsError(f"invalid settings: {exc}".replace("\n", " ")) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown setting"
-        problems.append(f"setting {env_name(field)}: {message}" if field else message)
+            problems.append(_unknown_key(field, config_file))
+        else:
+            problems.append(f"setting {env_name(field)}: {message}" if field else message)
     return "invalid " + "; ".join(problems)
+
+
+def _unknown_key(key: str, config_file: Path | None) -> str:
+    # Only the YAML file brings keys the model lacks: unknown variables are never read, flags are fields.
+    # The file's keys are the fields' names (any case), so the suggestion is spelled as a key too.
+    closest = closest_setting(key)
+    hint = f"did you mean {closest!r}?" if closest else "the settings are listed in --help"
+    where = f"config file {config_file}: " if config_file is not None else ""
+    return f"{where}unknown setting {key!r} ({hint})"

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
-from exporter.settings import SettingsError, load_settings
+from exporter.settings import Settings, SettingsError, env_name, load_settings, unknown_environment
+from exporter.simulator.fakearm import FakeArm, FakeEstate
 
 SUB = "00000000-0000-0000-0000-000000000001"
 VAULT = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/vault-a"
@@ -104,17 +112,143 @@ def test_vaults_take_both_kinds_of_vault_id() -> None:
         load_settings(overrides={"vaults": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Web/sites/x"})
 
 
-def test_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "suggestion"), [
+    ("lookbak", "'lookback'"),
+    ("LOOKBAK", "'lookback'"),                          # keys are read in any case
+    ("refresh-interval", "'refresh_interval'"),         # the flag's spelling
+    ("AZURE_BACKUP_EXPORTER_CLOUD", "'cloud'"),          # the variable's spelling
+    ("xyzzy", "the settings are listed in --help"),    # nothing close: no wild guess
+])
+def test_unknown_key_in_the_file_is_refused_with_the_closest_setting(
+        tmp_path: Path, key: str, suggestion: str) -> None:
     config = tmp_path / "config.yml"
-    config.write_text(f"vaults: ['{VAULT}']\nlookbak: 2d\n")
-    with pytest.raises(SettingsError, match="AZURE_BACKUP_EXPORTER_LOOKBAK: unknown setting"):
+    config.write_text(f"vaults: ['{VAULT}']\n{key}: 2d\n")
+    with pytest.raises(SettingsError) as caught:
         load_settings(config)
+    assert f"config file {config}: unknown setting {key!r} (" in str(caught.value)
+    assert suggestion in str(caught.value)
+
+
+def test_every_field_is_a_known_variable_in_any_case() -> None:
+    """The known names come from the model: a setting added later is known without a list to update."""
+    assert unknown_environment({env_name(field): "x" for field in Settings.model_fields}) == {}
+    assert unknown_environment({"azure_backup_exporter_lookback": "2d", "PATH": "/bin", "AZURE_CLIENT_ID": "x"}) == {}
+    assert unknown_environment({"AZURE_BACKUP_EXPORTER_LOOKBAK": "2d", "AZURE_BACKUP_EXPORTER_XYZZY": "1"}) == {
+        "AZURE_BACKUP_EXPORTER_LOOKBAK": "AZURE_BACKUP_EXPORTER_LOOKBACK", "AZURE_BACKUP_EXPORTER_XYZZY": None}
+
+
+def test_kubernetes_service_links_are_not_reported() -> None:
+    """A Service named azure-backup-exporter adds these to pods that keep enableServiceLinks on."""
+    links = {"AZURE_BACKUP_EXPORTER_SERVICE_HOST": "10.0.0.7", "AZURE_BACKUP_EXPORTER_SERVICE_PORT": "9934",
+             "AZURE_BACKUP_EXPORTER_SERVICE_PORT_METRICS": "9934", "AZURE_BACKUP_EXPORTER_PORT": "tcp://10.0.0.7:9934",
+             "AZURE_BACKUP_EXPORTER_PORT_9934_TCP": "tcp://10.0.0.7:9934",
+             "AZURE_BACKUP_EXPORTER_PORT_9934_TCP_PROTO": "tcp", "AZURE_BACKUP_EXPORTER_PORT_9934_TCP_PORT": "9934",
+             "AZURE_BACKUP_EXPORTER_PORT_9934_TCP_ADDR": "10.0.0.7"}
+    assert unknown_environment({**links, "AZURE_BACKUP_EXPORTER_LOOKBAK": "2d"}) == {
+        "AZURE_BACKUP_EXPORTER_LOOKBAK": "AZURE_BACKUP_EXPORTER_LOOKBACK"}
+    # without Kubernetes' SERVICE_HOST beside it, a PORT variable is the user's, and no setting
+    assert unknown_environment({"AZURE_BACKUP_EXPORTER_PORT": "9000"}) == {"AZURE_BACKUP_EXPORTER_PORT": None}
+
+
+def test_every_variable_the_repository_ships_is_a_setting() -> None:
+    """A manifest, image or doc that sets a variable the model lacks would warn at every start."""
+    root = Path(__file__).parent.parent
+    files = [root / "Dockerfile", *(root / "deploy").rglob("*.yaml"), *(root / "docs").rglob("*.md"),
+             *(root / "exporter").rglob("*.py"), *(root / "scripts").iterdir()]
+    names = {name for file in files if file.is_file()
+             for name in re.findall(r"\bAZURE_BACKUP_EXPORTER_[A-Z0-9_]*[A-Z0-9]\b", file.read_text())}
+    assert names, "the scan found nothing: the file list is wrong"
+    assert unknown_environment(dict.fromkeys(names, "")) == {}
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
-                          env={**base, **(env or {})}, timeout=60, check=False)
+                          env={**_base_env(), **(env or {})}, timeout=60, check=False)
+
+
+def test_unknown_key_in_the_file_exits_2_naming_it_and_the_closest_setting(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"vaults: ['{VAULT}']\nlookbak: 2d\n")
+    result = _run("--config.file", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"azure-backup-exporter: invalid config file {config}: "
+                                     "unknown setting 'lookbak' (did you mean 'lookback'?)")
+
+
+def test_a_file_that_is_not_yaml_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"vaults: ['{VAULT}'\nlookback: 2d\n")  # the list's ] is missing
+    result = _run("--config.file", str(config))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"azure-backup-exporter: config file {config}: not YAML: ")
+    assert "line 2" in line
+
+
+def test_check_config_lists_unknown_variables_by_name_only() -> None:
+    result = _run("--check-config", env={"AZURE_BACKUP_EXPORTER_VAULTS": VAULT,
+                                         "azure_backup_exporter_concurrency": "4",   # valid, in lower case
+                                         "AZURE_BACKUP_EXPORTER_LOOKBAK": "s3cr3t-2d",
+                                         "AZURE_BACKUP_EXPORTER_XYZZY": "s3cr3t-xyzzy"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["concurrency"] == 4
+    assert report["unknown_environment"] == {"AZURE_BACKUP_EXPORTER_LOOKBAK": "AZURE_BACKUP_EXPORTER_LOOKBACK",
+                                             "AZURE_BACKUP_EXPORTER_XYZZY": None}
+    assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_a_mistyped_variable_is_named_on_the_line_that_stops_the_exporter() -> None:
+    result = _run(env={"AZURE_BACKUP_EXPORTER_VAULT": VAULT})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "no vaults to watch" in line
+    assert "AZURE_BACKUP_EXPORTER_VAULT is not a setting and is ignored " \
+           "(did you mean AZURE_BACKUP_EXPORTER_VAULTS?)" in line
+    assert VAULT not in line
+
+
+def test_unknown_variable_warns_once_at_start_and_the_exporter_keeps_running(arm: FakeArm, estate: FakeEstate) -> None:
+    vault = estate.add_vault(SUB, "rg-backup", "vault-a")
+    port = _free_port()
+    env = {"IDENTITY_ENDPOINT": arm.identity_endpoint, "IDENTITY_HEADER": arm.identity_header,
+           "AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL": arm.url, "AZURE_BACKUP_EXPORTER_VAULTS": vault.id,
+           "AZURE_BACKUP_EXPORTER_LOOKBAK": "s3cr3t-2d"}
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"],
+                            env={**_base_env(), **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_ready(f"http://127.0.0.1:{port}"), "the exporter must start despite the unknown variable"
+        assert "azure_backup_up 1.0" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    warnings = [line for line in stderr.splitlines() if "is not a setting" in line]
+    assert warnings == [line for line in warnings if "level=warning" in line]
+    assert len(warnings) == 1, stderr
+    assert "AZURE_BACKUP_EXPORTER_LOOKBAK is not a setting and is ignored " \
+           "(did you mean AZURE_BACKUP_EXPORTER_LOOKBACK?)" in warnings[0]
+    assert "s3cr3t" not in stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return True
+        time.sleep(0.1)
+    return False
 
 
 @pytest.mark.parametrize(("args", "env", "needle"), [
