@@ -314,3 +314,23 @@ def test_a_restarted_exporter_still_knows_a_weekly_full_older_than_lookback(
     assert text.count("azure_backup_job_last_start_timestamp_seconds{") == 1  # the log backup's
     first_list = next(r for r in arm.requests if r.path.endswith("/backupJobs"))
     assert "startTime eq '" + (NOW - 14 * D).strftime("%Y-%m-%d %I:%M:%S %p") in first_list.query["$filter"]
+
+
+def test_an_item_is_watched_since_the_first_list_or_its_own_first_listing(
+        vault: FakeVault, estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    # Issue 17, point 3: a kind with an interval and no success seen pages only once the exporter has watched
+    # the item longer than the interval plus grace; a restart starts the watch again, a new item starts its own.
+    estate.add_item(vault.name, make_protected_item(vault=vault, friendly_name="vm-old"))
+    clock = fixed_clock(NOW)
+    exporter = make_exporter(clock, vaults=vault.id, items_refresh_interval="0s")
+    watched = "azure_backup_item_watched_since_timestamp_seconds"
+    exporter.scrape()
+    assert exporter.value(watched, **_labels(vault, "vm-old")) == NOW.timestamp()
+    estate.add_item(vault.name, make_protected_item(vault=vault, friendly_name="vm-new"))
+    clock.now = NOW + 3 * H
+    exporter.scrape()
+    assert exporter.value(watched, **_labels(vault, "vm-old")) == NOW.timestamp()
+    assert exporter.value(watched, **_labels(vault, "vm-new")) == (NOW + 3 * H).timestamp()
+    restarted = make_exporter(fixed_clock(NOW + 4 * H), vaults=vault.id)
+    restarted.scrape()
+    assert restarted.value(watched, **_labels(vault, "vm-old")) == (NOW + 4 * H).timestamp()
