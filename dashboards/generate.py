@@ -497,6 +497,7 @@ def indent(text: str, spaces: int = 2) -> str:
 ALERT_ITEM = f"job, {ITEM_LABELS}"
 ALERT_KIND = f"{ALERT_ITEM}, kind"
 STOPPED = f'state=~"{"|".join(STOPPED_STATES)}"'
+NOT_LOG = 'kind!="log"'  # Azure lists no scheduled log backup: no log success seen means nothing
 
 
 def age_by_kind(matchers: Sequence[str]) -> str:
@@ -522,6 +523,21 @@ def without_interval(matchers: Sequence[str]) -> str:
     return f"unless on ({ALERT_ITEM})\nazure_backup_item_expected_backup_interval_seconds{sel(*matchers)}"
 
 
+def watched_by_kind(matchers: Sequence[str]) -> str:
+    """Per item and kind its policy schedules, log aside (Azure lists no scheduled log backup): seconds the
+    exporter has watched the item."""
+    scheduled = sel(*matchers, NOT_LOG)
+    interval = f"max by ({ALERT_KIND}) (\n  azure_backup_item_expected_backup_interval_seconds{scheduled}\n)"
+    return (f"{interval} * 0\n- on ({ALERT_ITEM}) group_left\nmax by ({ALERT_ITEM}) (\n"
+            f"  azure_backup_item_watched_since_timestamp_seconds{sel(*matchers)}\n)\n+ time()")
+
+
+def without_success(matchers: Sequence[str]) -> str:
+    """Keep only the kinds with no success seen."""
+    return (f"unless on ({ALERT_KIND})\n"
+            f"azure_backup_last_successful_backup_by_kind_timestamp_seconds{sel(*matchers)}")
+
+
 def except_stopped(matchers: Sequence[str]) -> str:
     """Drop items whose backups were stopped on purpose."""
     return (f"unless on ({ALERT_ITEM})\n"
@@ -534,7 +550,10 @@ def overdue(matchers: Sequence[str]) -> str:
     fallback = f"(\n{indent(age_any_kind(matchers))}\n    > {FALLBACK_OVERDUE}\n)\n{without_interval(matchers)}"
     per_kind = (f"(\n{indent(age_by_kind(matchers))}\n)\n> on ({ALERT_KIND})\n"
                 f"(\n{indent(allowed_by_kind(matchers))}\n)")
-    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(fallback, 4)}\n  )\n)\n"
+    never_seen = (f"(\n{indent(watched_by_kind(matchers))}\n)\n> on ({ALERT_KIND})\n"
+                  f"(\n{indent(allowed_by_kind(matchers))}\n)\n{without_success(matchers)}")
+    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(never_seen, 4)}\n  )\n"
+            f"  or\n  (\n{indent(fallback, 4)}\n  )\n)\n"
             f"{except_stopped(matchers)}")
 
 
@@ -545,7 +564,10 @@ def overdue_ratio(matchers: Sequence[str]) -> str:
                 f"{without_interval(matchers)}")
     per_kind = (f"(\n{indent(age_by_kind(matchers))}\n)\n/ on ({ALERT_KIND})\n"
                 f"(\n{indent(allowed_by_kind(matchers))}\n)")
-    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(fallback, 4)}\n  )\n)\n"
+    never_seen = (f"(\n{indent(watched_by_kind(matchers))}\n)\n/ on ({ALERT_KIND})\n"
+                  f"(\n{indent(allowed_by_kind(matchers))}\n)\n{without_success(matchers)}")
+    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(never_seen, 4)}\n  )\n"
+            f"  or\n  (\n{indent(fallback, 4)}\n  )\n)\n"
             f"{except_stopped(matchers)}")
 
 
@@ -556,7 +578,10 @@ def due_within(matchers: Sequence[str]) -> str:
                 f"{without_interval(matchers)},\n\"kind\", \"any kind\", \"kind\", \"\"")
     per_kind = (f"(\n{indent(allowed_by_kind(matchers))}\n)\n- on ({ALERT_KIND})\n"
                 f"(\n{indent(age_by_kind(matchers))}\n)")
-    return (f"(\n{indent(per_kind)}\n  or\n  label_replace(\n{indent(fallback, 4)}\n  )\n)\n"
+    never_seen = (f"(\n{indent(allowed_by_kind(matchers))}\n)\n- on ({ALERT_KIND})\n"
+                  f"(\n{indent(watched_by_kind(matchers))}\n)\n{without_success(matchers)}")
+    return (f"(\n{indent(per_kind)}\n  or\n  (\n{indent(never_seen, 4)}\n  )\n"
+            f"  or\n  label_replace(\n{indent(fallback, 4)}\n  )\n)\n"
             f"{except_stopped(matchers)}")
 
 

@@ -81,7 +81,8 @@ LAST_SUCCESS_BY_KIND = _spec(
     "Time of the item's last successful backup of each kind, in Unix seconds: kind full for Backup and "
     "Backup (Full) jobs, log for Backup (Log), differential, copy_only_full, incremental likewise; for "
     "VMs, file shares, MARS and DPM items kind full also takes the item's own lastBackupTime and "
-    "lastRecoveryPoint. None for items whose backup data was deleted." + CACHE_NOTE)
+    "lastRecoveryPoint, for Backup vault instances their newest recovery point. None for items whose backup "
+    "data was deleted." + CACHE_NOTE)
 JOBS = _spec(
     "azure_backup_jobs", "gauge", (*VAULT_LABELS, "backup_management_type", "operation", "status"),
     "Jobs in the lookback window by type, operation and status." + CACHE_NOTE)
@@ -124,7 +125,14 @@ ITEM_LAST_RECOVERY_POINT = _spec(
 ITEM_EXPECTED_INTERVAL = _spec(
     "azure_backup_item_expected_backup_interval_seconds", "gauge", (*ITEM_LABELS, "kind"),
     "Longest time between two scheduled backups of the item, per kind (full, differential, log, ...), from "
-    "its backup policy's schedule; absent where no policy or schedule is known." + ITEMS_CACHE_NOTE)
+    "its backup policy's schedule; absent where no policy or schedule is known, and for kinds whose scheduled "
+    "backups Azure does not list (a SQL database's log backups, any SAP HANA backup)." + ITEMS_CACHE_NOTE)
+ITEM_WATCHED_SINCE = _spec(
+    "azure_backup_item_watched_since_timestamp_seconds", "gauge", ITEM_LABELS,
+    "Since when this exporter process has watched the item's backups, in Unix seconds: the later of its "
+    "first job list of the vault and the item's first appearance in the protected-items list. A kind with "
+    "an expected interval and no success seen pages only once this is older than the interval plus grace."
+    + CACHE_NOTE)
 VAULT_INFO = _spec(
     "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
     "One series per watched vault, a Recovery Services vault (vault_type recovery_services) or a Backup vault "
@@ -192,7 +200,7 @@ VAULT_DATA: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
-    ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL,
+    ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, ITEM_WATCHED_SINCE,
 )
 
 CATALOGUE: tuple[MetricSpec, ...] = (

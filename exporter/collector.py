@@ -138,6 +138,9 @@ class VaultRows:
         expected = self.rows[c.ITEM_EXPECTED_INTERVAL]
         for (item_key, kind), seconds in sorted(snap.data.expected_intervals.items()):
             expected.append(((*self.vault, *item_key, kind), seconds))
+        watched = self.rows[c.ITEM_WATCHED_SINCE]
+        for item_key, since in sorted(snap.data.watched_since.items()):
+            watched.append(((*self.vault, *item_key), since))
 
     def in_order(self) -> list[tuple[c.MetricSpec, list[Any]]]:
         return [(spec, self.rows[spec]) for spec in self.options.families()]

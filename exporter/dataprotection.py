@@ -327,6 +327,7 @@ def parse_backup_instance(resource: Mapping[str, Any], on_error: ErrorSink) -> P
         health_status=instance_health(props),
         protection_state=_protection_state(props, on_error),
         last_recovery_point=None,
+        record_kind=_KIND,  # every recovery point is a backup of the policy's one (full) kind
     )
 
 

@@ -27,6 +27,9 @@ ITEM_BACKUP_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Healthy
 ITEM_HEALTH_STATUSES = ("Passed", "ActionRequired", "ActionSuggested")
 PROTECTION_STATES = ("Protected", "ProtectionStopped", "ProtectionError", "ProtectionPaused", "IRPending",
                      "SoftDeleted", "BackupsSuspended")
+# Items whose only kind of backup is the one scheduled by a single-schedule policy: their own record of the
+# last backup (lastBackupTime, lastRecoveryPoint) is a full backup. A database's may be a log backup.
+SINGLE_SCHEDULE_TYPES = frozenset({"AzureIaasVM", "AzureStorage", "MAB", "DPM", "AzureBackupServer"})
 ITEM_SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings", "Healthy"})
 KNOWN_STATUSES = ("InProgress", *FINISHED_STATUSES, "Cancelling")
 SUCCESS_STATUSES = frozenset({"Completed", "CompletedWithWarnings"})
@@ -273,6 +276,10 @@ class ProtectedItem:
     health_status: str
     protection_state: str
     last_recovery_point: float | None
+    # The backup kind the item's own record of its last backup (lastBackupTime, lastRecoveryPoint, a Backup vault
+    # instance's newest recovery point) always is: "full" where every backup is one; "" where it may be any kind
+    # (a database's may be a log backup).
+    record_kind: str = ""
 
     @property
     def item_key(self) -> ItemKey:
@@ -314,6 +321,7 @@ def parse_item(resource: Mapping[str, Any], on_error: ErrorSink) -> ProtectedIte
         health_status=_text(props.get("healthStatus")) or _text(props.get("protectedItemHealthStatus")),
         protection_state=_text(props.get("protectionState")),
         last_recovery_point=_real_time(_optional(props, "lastRecoveryPoint", parse_timestamp, on_error)),
+        record_kind="full" if backup_management_type in SINGLE_SCHEDULE_TYPES else "",
     )
 
 

@@ -41,6 +41,8 @@ class VaultData:
     last_success_by_kind: MappingProxyType[KindKey, float] = field(default_factory=lambda: MappingProxyType({}))
     expected_intervals: MappingProxyType[KindKey, float] = field(default_factory=lambda: MappingProxyType({}))
     deleted: frozenset[ItemKey] = frozenset()  # folded keys of items whose backup data was deleted
+    # Since when each listed item's backups have been watched (Unix seconds): absent until the first job list.
+    watched_since: MappingProxyType[ItemKey, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def latest_jobs(self) -> dict[SeriesKey, Job]:
         """The latest job of each item and operation; a deleted item's backups are history, not news."""

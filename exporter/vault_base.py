@@ -49,6 +49,10 @@ class VaultBase:
         self.policies: dict[str, PolicyIntervals] = {}  # by lower-cased name, listed with the items
         self.policies_failing = False  # the last policy list failed: retried on every refresh
         self.gone: dict[ItemKey, float] = {}  # folded keys of items seen leaving the items list, and when
+        # Folded keys of the listed items and when this process first saw each in the items list: with the
+        # first job list's time, since when an item's backups are watched (a new item's first interval is not
+        # a missed backup, nor is the time before a restart).
+        self.first_seen: dict[ItemKey, float] = {}
         self.listed_until: datetime | None = None
         self.list_window_start = float("-inf")  # the oldest start a list still covers (Unix seconds)
         self.snapshot = VaultSnapshot(ref, location)
@@ -146,12 +150,22 @@ class VaultBase:
         successes = last_successes(self.book.successes, self.items, self.book.directory, deleted)
         data = VaultData(jobs, self.items, MappingProxyType(successes.any_kind), self.book.stats.copy(),
                          MappingProxyType(successes.by_kind),
-                         MappingProxyType(expected_intervals(self.items, self.policies)), deleted)
+                         MappingProxyType(expected_intervals(self.items, self.policies)), deleted,
+                         MappingProxyType(self._watched_since()))
         if data == self.snapshot.data:
             data = self.snapshot.data  # unchanged: keep the identity, so the rendered text is reused
         self.snapshot = VaultSnapshot(self.ref, self.location, data, success, duration,
                                       refreshed if refreshed is not None else self.snapshot.last_refresh,
                                       (error or self.snapshot.error) if success is False else None)
+
+    def _watched_since(self) -> dict[ItemKey, float]:
+        """Since when each listed item's backups are watched: the later of the vault's first job list and the
+        item's first listing; nothing before the first job list."""
+        started = self.book.watch_started
+        if started is None:
+            return {}
+        return {item.item_key: max(started, self.first_seen.get(folded(item.item_key), started))
+                for item in self.items}
 
     # --- items and policies ----------------------------------------------------------------------
 
@@ -179,6 +193,8 @@ class VaultBase:
             for key in {folded(item.item_key) for item in self.items} - listed:
                 self.gone[key] = now
             self.gone = {key: when for key, when in self.gone.items() if key not in listed}
+        seen_now = self.clock().timestamp()
+        self.first_seen = {key: self.first_seen.get(key, seen_now) for key in listed}
         self.items = tuple(sorted(items, key=lambda i: (i.item_key, i.name)))
         self.items_listed_at = time.monotonic()
         self.book.join_to(ItemDirectory(item.item_key for item in self.items))

@@ -111,6 +111,28 @@ def test_a_backup_vaults_jobs_and_items_in_the_same_families(
     assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **psql, kind="full") == 7 * 86_400
 
 
+def test_an_instances_newest_recovery_point_is_its_last_full_backup_without_any_job(
+        estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    # Issue 17, point 4. No job of the disk in the window (the list keeps 14 days, LOOKBACK is shorter): its
+    # newest recovery point is the only evidence, and it is a backup of the policy's one kind, full, which the
+    # policy-aware alert compares with the policy's interval.
+    vault = estate.add_backup_vault(SUB_A, "rg-prod", "vault-prod")
+    estate.add_dpp_policy(vault.name, make_dpp_policy(vault=vault, name="DiskDaily", datasource_type=DISK))
+    estate.add_backup_instance(vault.name, make_backup_instance(vault=vault, datasource_type=DISK,
+                                                                datasource_name="disk-quiet", policy="DiskDaily"))
+    instance = _instances(estate, vault)[0]
+    for age in (30 * H, 6 * H):
+        estate.add_recovery_point(vault.name, instance, make_recovery_point(
+            vault=vault, instance=instance, time=NOW - age, datasource_type=DISK, policy="DiskDaily"))
+    exporter = _exporter(make_exporter, vault.id)
+    text = exporter.scrape()
+    disk = _item(vault, DISK, "disk-quiet")
+    assert "azure_backup_job_last_status{" not in text
+    assert exporter.value("azure_backup_last_successful_backup_by_kind_timestamp_seconds", **disk, kind="full") == \
+        (NOW - 6 * H).timestamp()
+    assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **disk, kind="full") == 86_400
+
+
 def test_a_recovery_services_and_a_backup_vault_of_one_name_are_two_vaults(
         estate: FakeEstate, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
     twin = estate.add_vault(SUB_A, backup_vault.resource_group, backup_vault.name)

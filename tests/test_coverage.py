@@ -80,8 +80,28 @@ def test_each_item_has_its_policys_expected_interval_per_kind(
     assert exporter.value(interval, **_labels(vault, "vm-weekly"), kind="full") == 4 * 86400  # Wed -> Sun
     assert exporter.value(interval, **_labels(vault, "vm-4h"), kind="full") == 4 * 3600
     assert exporter.value(interval, **db, kind="full") == 86400
-    assert exporter.value(interval, **db, kind="log") == 15 * 60
     assert 'backup_item="vm-nopolicy"' not in "".join(line for line in text.splitlines() if line.startswith(interval))
+
+
+def test_a_kind_whose_scheduled_backups_azure_does_not_list_has_no_expected_interval(
+        vault: FakeVault, estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    # Issue 17, point 3. The job list leaves out a SQL database's scheduled log backups, and shows only the
+    # on-demand jobs of an SAP HANA database: an interval of those kinds would have nothing to be compared with
+    # (or an on-demand backup's age), so none is exported; HANA falls back to the 26 h on any kind.
+    db = _sql_database(estate, vault)
+    estate.add_policy(vault.name, make_policy(vault=vault, name="HanaDailyLog30",
+                                              backup_management_type="AzureWorkload", log_minutes=30))
+    estate.add_item(vault.name, make_protected_item(
+        vault=vault, item_type="AzureVmWorkloadSAPHanaDatabase", friendly_name="h22", container="hanavm01",
+        last_backup_status="Healthy", last_backup_time=NOW - 10 * MIN, policy="HanaDailyLog30"))
+    exporter = make_exporter(fixed_clock(NOW), vaults=vault.id)
+    text = exporter.scrape()
+    interval = "azure_backup_item_expected_backup_interval_seconds"
+    assert exporter.value(interval, **db, kind="full") == 86400
+    assert exporter.value(interval, **db, kind="log") is None
+    assert exporter.value("azure_backup_last_successful_backup_by_kind_timestamp_seconds", **db, kind="log") \
+        is not None  # the listed log jobs are still kept, by kind
+    assert 'backup_item="h22"' not in "".join(line for line in text.splitlines() if line.startswith(interval))
 
 
 def test_an_item_moved_to_another_policy_follows_it_on_the_next_items_refresh(
@@ -140,7 +160,7 @@ def test_a_failing_policy_list_keeps_jobs_watched_and_says_why(
     arm.set_fault(vault.name, None)
     exporter.scrape()  # and recovers as soon as the list works
     assert exporter.value("azure_backup_vault_scrape_success", **vault_labels) == 1
-    assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **db, kind="log") == 15 * 60
+    assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **db, kind="full") == 86400
 
 
 @pytest.mark.parametrize(("fault", "status_code", "error_code"), [
@@ -294,3 +314,23 @@ def test_a_restarted_exporter_still_knows_a_weekly_full_older_than_lookback(
     assert text.count("azure_backup_job_last_start_timestamp_seconds{") == 1  # the log backup's
     first_list = next(r for r in arm.requests if r.path.endswith("/backupJobs"))
     assert "startTime eq '" + (NOW - 14 * D).strftime("%Y-%m-%d %I:%M:%S %p") in first_list.query["$filter"]
+
+
+def test_an_item_is_watched_since_the_first_list_or_its_own_first_listing(
+        vault: FakeVault, estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    # Issue 17, point 3: a kind with an interval and no success seen pages only once the exporter has watched
+    # the item longer than the interval plus grace; a restart starts the watch again, a new item starts its own.
+    estate.add_item(vault.name, make_protected_item(vault=vault, friendly_name="vm-old"))
+    clock = fixed_clock(NOW)
+    exporter = make_exporter(clock, vaults=vault.id, items_refresh_interval="0s")
+    watched = "azure_backup_item_watched_since_timestamp_seconds"
+    exporter.scrape()
+    assert exporter.value(watched, **_labels(vault, "vm-old")) == NOW.timestamp()
+    estate.add_item(vault.name, make_protected_item(vault=vault, friendly_name="vm-new"))
+    clock.now = NOW + 3 * H
+    exporter.scrape()
+    assert exporter.value(watched, **_labels(vault, "vm-old")) == NOW.timestamp()
+    assert exporter.value(watched, **_labels(vault, "vm-new")) == (NOW + 3 * H).timestamp()
+    restarted = make_exporter(fixed_clock(NOW + 4 * H), vaults=vault.id)
+    restarted.scrape()
+    assert restarted.value(watched, **_labels(vault, "vm-old")) == (NOW + 4 * H).timestamp()

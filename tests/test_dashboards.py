@@ -463,6 +463,8 @@ ITEM_FILTERS = ('job="$job", subscription_id=~"$subscription_id", resource_group
 # fallback; unless stopped on purpose.
 OVERDUE_SHAPE = re.compile(
     r"\(\((?P<age_by_kind>time\(\) - .+?)\) > on \((?P<kind_key>[^)]*)\) \((?P<allowed>.+)\) or "
+    r"\(\((?P<watched>.+? \+ time\(\))\) > on \((?P=kind_key)\) \((?P=allowed)\) "
+    r"(?P<no_success>unless on \((?P=kind_key)\) [\w:]+\{[^}]*\})\) or "
     r"\(\((?P<age>time\(\) - .+?) > (?P<fallback>[^)]+)\) unless on \((?P<item_key>[^)]*)\) "
     r"(?P<no_interval>[\w:]+\{[^}]*\})\)\) unless on \((?P=item_key)\) \((?P<stopped>[^()]*)\)")
 
@@ -576,6 +578,7 @@ def test_overview_table_colours_each_item_by_its_own_policy() -> None:
     expr = normalised(next(t["expr"] for t in table["targets"] if t["refId"] == ref))
     p = overdue_pieces(OVERVIEW_FILTERS)
     ratio = (f"(({p['age_by_kind']}) / on ({p['kind_key']}) ({p['allowed']}) or "
+             f"(({p['watched']}) / on ({p['kind_key']}) ({p['allowed']}) {p['no_success']}) or "
              f"(({p['age']}) / ({p['fallback']}) unless on ({p['item_key']}) {p['no_interval']})) "
              f"unless on ({p['item_key']}) ({p['stopped']})")
     assert expr == f"max by ({', '.join(ITEM_LABELS)}) ({ratio})"
@@ -591,6 +594,7 @@ def test_item_dashboard_counts_down_to_the_alert() -> None:
     (target,) = panel["targets"]
     p = overdue_pieces(ITEM_FILTERS)
     due = (f"(({p['allowed']}) - on ({p['kind_key']}) ({p['age_by_kind']}) or "
+           f"(({p['allowed']}) - on ({p['kind_key']}) ({p['watched']}) {p['no_success']}) or "
            f"label_replace({p['fallback']} - ({p['age']}) unless on ({p['item_key']}) {p['no_interval']}, "
            '"kind", "any kind", "kind", "")) '
            f"unless on ({p['item_key']}) ({p['stopped']})")
