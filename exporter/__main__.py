@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 default=None, help=f"{env_name(name)} (default: {'on' if field.default else 'off'})")
         elif name not in ("listen_address", "shard", "shards"):
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE",
-                                help=f"{env_name(name)} (default: {_default_text(field.default)})")
+                                help=f"{env_name(name)} (default: "
+                                     f"{_default_text(field.get_default(call_default_factory=True))})")
     parser.add_argument("--once", action="store_true", help="refresh once, print the metrics, exit")
     parser.add_argument("--check-config", action="store_true", help="validate and print the settings, exit")
     parser.add_argument("--demo", action="store_true",
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_text(value: Any) -> str:
-    return "none" if value in (None, [], "") else str(value)
+    if isinstance(value, list):  # as the setting is written: a comma list
+        return ",".join(map(str, value)) or "none"
+    return "none" if value in (None, "") else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,9 +153,10 @@ VAULT_LAST_REFRESH = _spec(
     "When the vault's jobs were last refreshed successfully, in Unix seconds (a failing protected-items or "
     "policy list does not hold it back; it sets azure_backup_vault_scrape_success to 0).")
 DISCOVERY_SUCCESS = _spec(
-    "azure_backup_subscription_discovery_success", "gauge", ("subscription_id",),
-    "1 if the last listing of the subscription's Recovery Services vaults succeeded, 0 if it failed "
-    "(the vaults found before are still watched).")
+    "azure_backup_subscription_discovery_success", "gauge", ("subscription_id", "vault_type"),
+    "1 if the last listing of the subscription's vaults of this vault_type succeeded, 0 if it failed (the vaults "
+    "of that type found before are still watched; the other type is listed on its own). No series for a type "
+    "VAULT_TYPES leaves out.")
 UP = _spec(
     "azure_backup_up", "gauge", (),
     "1 when the last refresh authenticated and at least one vault refreshed.")

@@ -81,7 +81,7 @@ class BackupCollector(Collector):
         discovery = _gauge(c.DISCOVERY_SUCCESS)
         for found in self.refresher.discoveries():
             if found.success is not None:
-                discovery.add_metric([found.subscription_id], 1 if found.success else 0)
+                discovery.add_metric([found.subscription_id, found.kind], 1 if found.success else 0)
         up = GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
         shard = _gauge(c.SHARD_INFO)
         settings = self.refresher.settings

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .arm import ArmClient, ArmError, AuthError
 from .backup_vault import BackupVault
@@ -32,12 +33,24 @@ UNREGISTERED_PROVIDER_CODES = frozenset({"MissingSubscriptionRegistration", "Sub
 
 @dataclass
 class Discovery:
-    """Vaults found in one subscription; kept when a later discovery fails."""
+    """Vaults of one kind found in one subscription; kept when a later listing of that kind fails.
+
+    Each kind is listed on its own: a role may read one provider's vaults and not the other's, and a cloud may
+    serve one provider's api-version and not the other's, so one kind's failure must not hide the other kind."""
 
     subscription_id: str
+    kind: str  # models.RECOVERY_SERVICES or models.BACKUP, the vault_type label
     vaults: dict[str, tuple[VaultRef, str]]
     success: bool | None = None
     last_run: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"discovery:{self.subscription_id}:{self.kind}"
+
+    @property
+    def log_fields(self) -> str:
+        return f"subscription={self.subscription_id} vault_type={self.kind}"
 
 
 class Refresher:
@@ -52,7 +65,8 @@ class Refresher:
         # Discovery still lists every vault; a replica keeps only those of its shard.
         self._configured = {ref.key: ref for ref in settings.vault_refs if settings.owns(ref)}
         self._states = {key: self._new_state(ref) for key, ref in self._configured.items()}
-        self._discoveries = {sub: Discovery(sub, {}) for sub in settings.subscriptions}
+        self._discoveries = {(sub, kind): Discovery(sub, kind, {})
+                             for sub in settings.subscriptions for kind in settings.vault_types}
         self._inflight: dict[str, Future[None]] = {}
         self._last_attempt: dict[str, float] = {}
         self._failing: set[str] = set()
@@ -72,7 +86,7 @@ class Refresher:
         return sorted((s.snapshot for s in states), key=lambda snap: snap.ref.key)
 
     def discoveries(self) -> list[Discovery]:
-        return [self._discoveries[sub] for sub in sorted(self._discoveries)]
+        return [self._discoveries[key] for key in sorted(self._discoveries)]
 
     @property
     def up(self) -> bool:
@@ -124,9 +138,9 @@ class Refresher:
     def _submit_due_discoveries(self) -> list[Future[None]]:
         interval = self.settings.discovery_interval.total_seconds()
         with self._lock:
-            for sub in self._discoveries:
-                if self._due(f"discovery:{sub}", interval):
-                    self._submit(f"discovery:{sub}", self._discover, sub)
+            for discovery in self._discoveries.values():
+                if self._due(discovery.key, interval):
+                    self._submit(discovery.key, self._discover, discovery)
             return [f for k, f in self._inflight.items() if k.startswith("discovery:")]
 
     def _submit_due_vaults(self) -> list[Future[None]]:
@@ -183,40 +197,43 @@ class Refresher:
             state.mark_failed(duration, exc)
             log.error("%s refresh failed unexpectedly", state.ref.log_fields, exc_info=exc)
 
-    def _discover(self, subscription_id: str) -> None:
-        discovery = self._discoveries[subscription_id]
+    def _discover(self, discovery: Discovery) -> None:
+        """List one kind of vault in one subscription; a failure keeps that kind's last list and nothing else."""
         try:
-            found = {}
-            for vault in self._discovered_vaults(subscription_id):
-                found[vault.ref.key] = (vault.ref, vault.location)
+            found = {vault.ref.key: (vault.ref, vault.location) for vault in self._discovered_vaults(discovery)}
         except AuthError as exc:
             discovery.success = False
             self._auth_failed(exc)
         except ArmError as exc:
             discovery.success = False
-            self._note_failure(f"discovery:{subscription_id}",
-                               f"subscription={subscription_id} vault discovery failed, keeping the last list: {exc}")
+            self._note_failure(discovery.key, f"{discovery.log_fields} vault discovery failed, keeping the last "
+                                              f"list: {exc}")
         else:
             self.auth_ok = True
             discovery.vaults, discovery.success = found, True
-            self._note_recovery(f"discovery:{subscription_id}", f"subscription={subscription_id} discovery works again")
+            self._note_recovery(discovery.key, f"{discovery.log_fields} vault discovery works again")
             self._apply_discoveries()
         finally:
             discovery.last_run = time.time()
 
-    def _discovered_vaults(self, subscription_id: str) -> Iterator[DiscoveredVault]:
-        """The subscription's vaults of both kinds. A subscription that never registered the Backup vaults'
-        resource provider has none: ARM answers that with an error, which is not a failure here."""
+    def _discovered_vaults(self, discovery: Discovery) -> list[DiscoveredVault]:
         on_error = self.telemetry.parse_error
-        yield from (v for v in (parse_vault(r, on_error) for r in self.client.list_vaults(subscription_id)) if v)
+        if discovery.kind == BACKUP:
+            resources = self._backup_vault_resources(discovery)
+            return [v for v in (parse_backup_vault(r, on_error) for r in resources) if v]
+        resources = list(self.client.list_vaults(discovery.subscription_id))
+        return [v for v in (parse_vault(r, on_error) for r in resources) if v]
+
+    def _backup_vault_resources(self, discovery: Discovery) -> list[Mapping[str, Any]]:
+        """A subscription that never registered the Backup vaults' resource provider has none: ARM answers that
+        with an error, which is not a failure here. Any other error is (a 403 may be a missing role)."""
         try:
-            resources = list(self.client.list_backup_vaults(subscription_id))
+            return list(self.client.list_backup_vaults(discovery.subscription_id))
         except ArmError as exc:
             if exc.code not in UNREGISTERED_PROVIDER_CODES:
                 raise
-            log.debug("subscription=%s has no Backup vaults: %s", subscription_id, exc)
-            return
-        yield from (v for v in (parse_backup_vault(r, on_error) for r in resources) if v)
+            log.debug("%s: none, the provider is not registered: %s", discovery.log_fields, exc)
+            return []
 
     def _apply_discoveries(self) -> None:
         """Watch the union of configured and discovered vaults, each once."""

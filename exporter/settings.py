@@ -28,7 +28,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .models import _GUID, VaultRef
+from .models import _GUID, VAULT_KINDS, VaultRef
 
 ENV_PREFIX = "AZURE_BACKUP_EXPORTER_"
 MAX_LOOKBACK = timedelta(days=30)  # the Backup service's own limit for a job query window
@@ -100,6 +100,9 @@ class Settings(BaseSettings):
 
     vaults: Annotated[list[str], NoDecode] = Field(default_factory=list)
     subscriptions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The kinds of vault this exporter watches: a role that may not read Backup vaults leaves `backup` out, so
+    # discovery never lists them and nothing warns about it (README, "Azure permissions").
+    vault_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(VAULT_KINDS))
     lookback: Interval = timedelta(days=7)
     refresh_interval: Interval = timedelta(seconds=60)
     items_refresh_interval: Interval = timedelta(minutes=5)
@@ -136,10 +139,21 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
-    @field_validator("vaults", "subscriptions", mode="before")
+    @field_validator("vaults", "subscriptions", "vault_types", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("vault_types")
+    @classmethod
+    def _known_vault_types(cls, value: list[str]) -> list[str]:
+        kinds = [str(kind).strip().lower() for kind in value]
+        unknown = [kind for kind in kinds if kind not in VAULT_KINDS]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a kind of vault (use {','.join(VAULT_KINDS)})")
+        if not kinds:
+            raise ValueError(f"names no kind of vault (use {','.join(VAULT_KINDS)} or one of them)")
+        return [kind for kind in VAULT_KINDS if kind in kinds]  # each once, in a fixed order
 
     @field_validator("vaults")
     @classmethod
@@ -222,6 +236,17 @@ class Settings(BaseSettings):
     def _has_vault_source(self) -> Settings:
         if not self.vaults and not self.subscriptions:
             raise ValueError(f"settings: no vaults to watch; set {ENV_PREFIX}VAULTS or {ENV_PREFIX}SUBSCRIPTIONS")
+        return self
+
+    @model_validator(mode="after")
+    def _vaults_of_watched_types(self) -> Settings:
+        """A configured vault of a kind VAULT_TYPES leaves out is a contradiction: refuse it rather than leave
+        a vault someone asked for silently unwatched."""
+        for ref in self.vault_refs:
+            if ref.kind not in self.vault_types:
+                raise ValueError(
+                    f"setting {ENV_PREFIX}VAULTS: {ref.path} is a vault of type {ref.kind}, which "
+                    f"{ENV_PREFIX}VAULT_TYPES ({','.join(self.vault_types)}) leaves out")
         return self
 
     @model_validator(mode="after")

@@ -170,8 +170,10 @@ def test_discovery_lists_both_kinds_and_an_unregistered_provider_is_no_failure(
     estate.unregister_provider(SUB_B)  # no Backup vaults there: ARM answers 409 MissingSubscriptionRegistration
     exporter = make_exporter(fixed_clock(NOW), subscriptions=f"{SUB_A},{SUB_B}")
     text = exporter.scrape()
-    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_A) == 1
-    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_B) == 1
+    for sub in (SUB_A, SUB_B):
+        for kind in ("recovery_services", "backup"):
+            assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=sub,
+                                  vault_type=kind) == 1
     watched = sorted(line.split('vault="')[1].split('"')[0] + "/" + line.split('vault_type="')[1].split('"')[0]
                      for line in text.splitlines() if line.startswith("azure_backup_vault_info{"))
     assert watched == sorted([f"{backup_vault.name}/backup", f"{other.name}/recovery_services",

@@ -18,9 +18,11 @@ import yaml
 from exporter.catalogue import VAULT_DATA
 from exporter.collector import SeriesOptions
 from exporter.simulator.fakearm import (
+    DPP_LIST_FAULT_OPERATIONS,
     FakeArm,
     FakeEstate,
     FakeVault,
+    Fault,
     make_backup_instance,
     make_dpp_job,
     make_dpp_policy,
@@ -49,6 +51,9 @@ from .e2e_stack import (
 )
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+# A subscription watched by discovery with a role made for Recovery Services vaults only (issue 17, point 1): its
+# Backup vault list answers 403 AuthorizationFailed, and its Recovery Services vault must be watched all the same.
+RS_ONLY_SUB = "33333333-3333-3333-3333-333333333333"
 H = timedelta(hours=1)
 MIN = timedelta(minutes=1)
 
@@ -121,6 +126,7 @@ def estate() -> FakeEstate:  # type: ignore[override]
         health_status="Passed", policy="FilesDaily"))
     _two_masters(estate, prod)
     _backup_vault(estate)
+    _recovery_services_only_role(estate)
     estate.add_policy(prod.name, make_policy(vault=prod, name="DailyPolicy"))
     estate.add_policy(prod.name, make_policy(vault=prod, name="SqlDaily", backup_management_type="AzureWorkload",
                                              log_minutes=60))
@@ -147,6 +153,14 @@ def _backup_vault(estate: FakeEstate) -> None:
                 estate.add_recovery_point(vault.name, instance, make_recovery_point(
                     vault=vault, instance=instance, time=NOW - age + 4 * MIN, datasource_type=kind,
                     policy=f"{name}-daily"))
+
+
+def _recovery_services_only_role(estate: FakeEstate) -> None:
+    """vault-rsonly, found only by discovering RS_ONLY_SUB: vm-rsonly backed up 20 h ago, then its backup failed."""
+    vault = estate.add_vault(RS_ONLY_SUB, "rg-rsonly", "vault-rsonly")
+    estate.add_job(vault.name, _backup(vault, 60, "vm-rsonly", NOW - 20 * H, "Completed"))
+    estate.add_job(vault.name, _backup(vault, 61, "vm-rsonly", NOW - 3 * H, "Failed",
+                                       error="UserErrorGuestAgentStatusUnavailable"))
 
 
 def _two_masters(estate: FakeEstate, prod: FakeVault) -> None:
@@ -185,8 +199,13 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
         *_servicemonitor_like_jobs(f"127.0.0.1:{ports['exporter']}")])
     processes = Processes(work)
     with FakeArm(estate) as arm:
+        arm.set_vault_list_fault(RS_ONLY_SUB, Fault.authorization_failed(operations=DPP_LIST_FAULT_OPERATIONS))
+        env = exporter_env(arm, estate, ports["exporter"])
+        env["AZURE_BACKUP_EXPORTER_VAULTS"] = ",".join(  # RS_ONLY_SUB's vault only by discovery
+            v.id for v in [*estate.vaults, *estate.backup_vaults] if v.subscription_id != RS_ONLY_SUB)
+        env["AZURE_BACKUP_EXPORTER_SUBSCRIPTIONS"] = RS_ONLY_SUB
         try:
-            processes.start("exporter", exporter_argv(), exporter_env(arm, estate, ports["exporter"]))
+            processes.start("exporter", exporter_argv(), env)
             processes.start("alertmanager", alertmanager_argv(work, ports["alertmanager"]))
             processes.start("prometheus", prometheus_argv(work, ports["prometheus"]))
             yield {"arm": arm, "estate": estate, "work": work, "webhook": webhook,
@@ -237,6 +256,25 @@ def test_a_failed_backup_in_a_backup_vault_pages_through_alertmanager(stack: dic
     assert alert["severity"] == "critical"
     time.sleep(2)  # a couple more evaluations: the healthy disk in the same vault must not page
     assert not [a for a in stack["webhook"].firing() if a.get("backup_item") == "disk-erp"]
+
+
+def test_a_role_that_may_not_list_backup_vaults_still_pages_for_a_recovery_services_vault(
+        stack: dict[str, Any]) -> None:
+    """The Backup vault list of RS_ONLY_SUB answers 403: its Recovery Services vault is discovered all the same,
+    and its failed backup reaches Alertmanager."""
+    def delivered() -> dict[str, str] | None:
+        return next((a for a in stack["webhook"].firing()
+                     if a["alertname"] == "AzureBackupJobFailed" and a["backup_item"] == "vm-rsonly"), None)
+
+    alert = wait_for("AzureBackupJobFailed for the vault of the Recovery-Services-only role", delivered, timeout=60)
+    assert (alert["subscription_id"], alert["vault"], alert["vault_type"]) == (
+        RS_ONLY_SUB, "vault-rsonly", "recovery_services")
+    assert alert["severity"] == "critical"
+    discovery = {r["metric"]["vault_type"]: r["value"][1] for r in query(
+        stack["prometheus"], f'azure_backup_subscription_discovery_success{{job="{JOB}", '
+                             f'subscription_id="{RS_ONLY_SUB}"}}')}
+    assert discovery == {"recovery_services": "1", "backup": "0"}
+    assert stack["arm"].requests.to(f"/subscriptions/{RS_ONLY_SUB}/providers/Microsoft.DataProtection/backupVaults")
 
 
 def test_of_two_items_with_one_name_only_the_failing_one_pages(stack: dict[str, Any]) -> None:

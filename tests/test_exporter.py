@@ -388,7 +388,8 @@ def test_discovery_and_explicit_vaults_are_watched_once(
                              .replace("/SUBSCRIPTIONS/", "/subscriptions/"))
     text = exporter.scrape()
     assert text.count('azure_backup_vault_info{') == 2
-    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_A) == 1
+    assert exporter.value("azure_backup_subscription_discovery_success", subscription_id=SUB_A,
+                          vault_type="recovery_services") == 1
 
 
 def test_every_job_type_parses(estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:

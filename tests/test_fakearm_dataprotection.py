@@ -25,8 +25,11 @@ from exporter.simulator.fakearm import (
     AUTHORIZATION_FAILED_MESSAGE,
     BACKUP_VAULT_RESOURCE_TYPE,
     DPP_FAULT_OPERATIONS,
+    DPP_LIST_FAULT_OPERATIONS,
+    FAKE_PRINCIPAL_ID,
     GATEWAY_NOT_FOUND_MESSAGE,
     MISSING_REGISTRATION_MESSAGE,
+    RSV_LIST_FAULT_OPERATIONS,
     UNSET_RECOVERY_POINT_TIME,
     FakeArm,
     FakeBackupVault,
@@ -457,6 +460,28 @@ def test_an_unregistered_provider_answers_arms_409(client: Client, estate: FakeE
     assert client.get(estate.vault("vault-a").id, **{"api-version": "2025-02-01"}).status_code == 200
     estate.register_provider(SUB)
     assert client.get(bv.id).status_code == 200
+
+
+def test_a_vault_list_fault_fails_one_kinds_list_of_one_subscription(
+        client: Client, estate: FakeEstate, arm: FakeArm) -> None:
+    """A role that may read Recovery Services vaults only (Microsoft.RecoveryServices/*/read): the Backup vault
+    list answers ARM's 403 naming the action, while the Recovery Services list and the vaults themselves answer."""
+    rsv_list = f"/subscriptions/{SUB}/providers/Microsoft.RecoveryServices/vaults"
+    arm.set_vault_list_fault(SUB, Fault.authorization_failed(operations=DPP_LIST_FAULT_OPERATIONS))
+    refused = client.get(vaults_path())
+    assert (refused.status_code, error_code(refused)) == (403, "AuthorizationFailed")
+    assert refused.json()["error"]["message"] == AUTHORIZATION_FAILED_MESSAGE.format(
+        client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, action="Microsoft.DataProtection/backupVaults/read",
+        scope=f"/subscriptions/{SUB}")
+    assert client.get(rsv_list, **{"api-version": "2025-02-01"}).status_code == 200
+    assert client.get(estate.backup_vault("vault-a").id).status_code == 200
+    arm.set_vault_list_fault(SUB, Fault("status", status=500, code="InternalServerError", times=1,
+                                        operations=RSV_LIST_FAULT_OPERATIONS))
+    assert client.get(vaults_path()).status_code == 200  # the new fault replaced the 403
+    assert client.get(rsv_list, **{"api-version": "2025-02-01"}).status_code == 500
+    assert client.get(rsv_list, **{"api-version": "2025-02-01"}).status_code == 200  # times=1: gone
+    with pytest.raises(ValueError, match="vault list fault"):
+        arm.set_vault_list_fault(SUB, Fault.authorization_failed())  # the vaults' own operations
 
 
 # --- jobs -----------------------------------------------------------------------------------------

@@ -257,6 +257,10 @@ def _wait_ready(url: str, timeout: float = 30.0) -> bool:
     ((), {"AZURE_BACKUP_EXPORTER_VAULTS": VAULT, "AZURE_BACKUP_EXPORTER_CLOUD": "Moon"},
      "AZURE_BACKUP_EXPORTER_CLOUD"),
     (("--config.file", "/nonexistent/config.yml"), {}, "config file /nonexistent/config.yml: not found"),
+    (("--vault-types", "classic"), {"AZURE_BACKUP_EXPORTER_SUBSCRIPTIONS": SUB},
+     "invalid setting AZURE_BACKUP_EXPORTER_VAULT_TYPES: 'classic' is not a kind of vault"),
+    ((), {"AZURE_BACKUP_EXPORTER_VAULTS": BACKUP_VAULT, "AZURE_BACKUP_EXPORTER_VAULT_TYPES": "recovery_services"},
+     "is a vault of type backup, which AZURE_BACKUP_EXPORTER_VAULT_TYPES (recovery_services) leaves out"),
 ])
 def test_bad_setting_exits_2_with_one_line_and_no_traceback(
         args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
@@ -280,3 +284,41 @@ def test_version() -> None:
     result = _run("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("azure-backup-exporter ")
+
+
+# --- VAULT_TYPES (issue 17, point 1) -----------------------------------------------------------------
+
+
+def test_vault_types_default_to_both_and_take_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(overrides={"subscriptions": SUB}).vault_types == ["recovery_services", "backup"]
+    monkeypatch.setenv("AZURE_BACKUP_EXPORTER_VAULT_TYPES", " Recovery_Services ")
+    assert load_settings(overrides={"subscriptions": SUB}).vault_types == ["recovery_services"]
+    monkeypatch.setenv("AZURE_BACKUP_EXPORTER_VAULT_TYPES", "backup,recovery_services,backup")
+    assert load_settings(overrides={"subscriptions": SUB}).vault_types == ["recovery_services", "backup"]
+
+
+def test_vault_types_from_the_yaml_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"subscriptions: {SUB}\nvault_types: [recovery_services]\n")
+    assert load_settings(config).vault_types == ["recovery_services"]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("recovery_services,backups", "'backups' is not a kind of vault (use recovery_services,backup)"),
+    ("", "names no kind of vault"),
+])
+def test_a_bad_vault_type_names_the_setting(value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=r"^invalid setting AZURE_BACKUP_EXPORTER_VAULT_TYPES: ") as caught:
+        load_settings(overrides={"subscriptions": SUB, "vault_types": value})
+    assert message in str(caught.value)
+
+
+def test_a_configured_vault_of_a_kind_vault_types_leaves_out_stops_the_start() -> None:
+    """A vault someone listed is never dropped in silence: the contradiction is a settings error."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings(overrides={"vaults": f"{VAULT},{BACKUP_VAULT}", "vault_types": "recovery_services"})
+    assert str(caught.value) == (
+        f"invalid setting AZURE_BACKUP_EXPORTER_VAULTS: {BACKUP_VAULT} is a vault of type backup, which "
+        "AZURE_BACKUP_EXPORTER_VAULT_TYPES (recovery_services) leaves out")
+    assert load_settings(overrides={"vaults": BACKUP_VAULT, "vault_types": "backup"}).vault_types == ["backup"]
+

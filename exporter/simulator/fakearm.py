@@ -15,8 +15,9 @@ where the real service is awkward (see the real payloads in tests/fixtures/azure
 * Protected items of every type in their real shape (make_protected_item), each field where that
   type really has it; two items may share a name in different containers, as in Azure. Databases in VMs
   are named by their jobs as Azure names them, not by the item's friendlyName (workload_job_name).
-* Faults per vault (error status, throttling, slow replies, broken JSON, an off-host nextLink)
-  and for the token endpoint, optionally for the next N requests only.
+* Faults per vault (error status, throttling, slow replies, broken JSON, an off-host nextLink),
+  per subscription's vault list of one kind (FakeArm.set_vault_list_fault), and for the token endpoint,
+  optionally for the next N requests only.
 * Backup vaults (Microsoft.DataProtection; FakeBackupVault, make_dpp_job and its siblings): the vault list and
   GET, backupJobs LIST (every stored job, $filter ignored as the API declares none; extendedInfo null, a .NET
   TimeSpan duration, "nextLink": null on the last page) and GET (extendedInfo with subTasks, ISO duration, endTime
@@ -142,6 +143,11 @@ DPP_FAULT_OPERATIONS = frozenset({"dpp_vault_get", "dpp_jobs_list", "dpp_jobs_ne
                                   "dpp_policies_next_page", "dpp_recovery_points_list",
                                   "dpp_recovery_points_next_page"})
 FAULT_OPERATIONS = RSV_FAULT_OPERATIONS | DPP_FAULT_OPERATIONS
+# A subscription's vault list of each kind (FakeArm.set_vault_list_fault): a role may read one kind and not the
+# other, or an api-version may be served for one provider only, so each list fails on its own.
+RSV_LIST_FAULT_OPERATIONS = frozenset({"vaults_list"})
+DPP_LIST_FAULT_OPERATIONS = frozenset({"dpp_vaults_list", "dpp_vaults_next_page"})
+VAULT_LIST_FAULT_OPERATIONS = RSV_LIST_FAULT_OPERATIONS | DPP_LIST_FAULT_OPERATIONS
 
 # --- Backup vaults (Microsoft.DataProtection, "DPP") ------------------------------------------------
 # Real payloads: tests/fixtures/azure/dataprotection (PROVENANCE.md); digest: the research notes on Backup vaults.
@@ -1918,8 +1924,9 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(FAULT_KINDS)}")
-        if not self.operations <= FAULT_OPERATIONS:
-            raise ValueError(f"unknown fault operations {sorted(self.operations - FAULT_OPERATIONS)}")
+        known = FAULT_OPERATIONS | VAULT_LIST_FAULT_OPERATIONS
+        if not self.operations <= known:
+            raise ValueError(f"unknown fault operations {sorted(self.operations - known)}")
 
     @classmethod
     def authorization_failed(cls, times: int | None = None,
@@ -2278,6 +2285,7 @@ class FakeArm:
         self.identity_fault: Fault | None = None
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
+        self._list_faults: dict[str, Fault] = {}  # lower-cased subscription ID -> its vault list's fault
         self._issued: OrderedDict[str, _IssuedToken] = OrderedDict()
         self._buckets: dict[str, _Bucket] = {}  # lower-cased subscription ID -> its read bucket
         self._last_bucket = ""
@@ -2355,6 +2363,28 @@ class FakeArm:
                 self._faults.pop(vault_name.lower(), None)
             else:
                 self._faults[vault_name.lower()] = fault
+
+    def set_vault_list_fault(self, subscription_id: str, fault: Fault | None) -> None:
+        """A fault on the subscription's vault list of the kind its operations name: RSV_LIST_FAULT_OPERATIONS
+        (Recovery Services vaults) or DPP_LIST_FAULT_OPERATIONS (Backup vaults); None clears both."""
+        if fault is not None and not fault.operations <= VAULT_LIST_FAULT_OPERATIONS:
+            raise ValueError("a vault list fault takes RSV_LIST_FAULT_OPERATIONS or DPP_LIST_FAULT_OPERATIONS")
+        with self._lock:
+            if fault is None:
+                self._list_faults.pop(subscription_id.lower(), None)
+            else:
+                self._list_faults[subscription_id.lower()] = fault
+
+    def _take_list_fault(self, subscription_id: str, operation: str) -> Fault | None:
+        with self._lock:
+            fault = self._list_faults.get(subscription_id.lower())
+            if fault is None or operation not in fault.operations:
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del self._list_faults[subscription_id.lower()]
+            return fault
 
     def fault_for(self, vault_name: str) -> Fault | None:
         with self._lock:
@@ -2580,16 +2610,42 @@ class FakeArm:
         unsupported = self._check_api_version(route, params)
         if unsupported is not None:
             return unsupported
-        if route.operation == "vaults_list":
-            return self._vault_list(route)
-        if route.operation == "dpp_vaults_list":
-            with self.estate.lock:
-                scope = _Scope(f"/subscriptions/{route.subscription_id}", route.subscription_id,
-                               tuple(self.estate.backup_vaults_in(route.subscription_id)))
-            return self._list_page(scope, params, None, _DPP_VAULTS)
+        if route.operation in ("vaults_list", "dpp_vaults_list"):
+            return self._serve_vault_list(route, params)
         if route.backup_vault:
             return self._serve_backup_vault_resource(route, params)
         return self._serve_vault_resource(route, params)
+
+    def _serve_vault_list(self, route: _Route, params: Mapping[str, str]) -> _Reply:
+        """A subscription's vaults of one kind, through that list's fault if one is set."""
+        fault = self._take_list_fault(route.subscription_id, _operation_name(route, params))
+        if fault is not None and fault.kind in ("status", "throttle"):
+            return self._list_fault_reply(fault, route)
+        if fault is not None and fault.kind == "timeout":
+            self._stopping.wait(fault.delay)
+        if route.operation == "vaults_list":
+            reply = self._vault_list(route)
+        else:
+            with self.estate.lock:
+                scope = _Scope(f"/subscriptions/{route.subscription_id}", route.subscription_id,
+                               tuple(self.estate.backup_vaults_in(route.subscription_id)))
+            reply = self._list_page(scope, params, None, _DPP_VAULTS)
+        if fault is not None and fault.kind == "malformed" and reply.status == 200:
+            reply.body = reply.body[: max(1, len(reply.body) // 2)]  # a body cut off mid-JSON
+        return reply
+
+    def _list_fault_reply(self, fault: Fault, route: _Route) -> _Reply:
+        if fault.kind == "throttle":
+            return _throttled_reply(fault)
+        message = fault.message
+        if not message and fault.code == "AuthorizationFailed":
+            # What a role that may read one provider's vaults and not the other's gets for the other's list.
+            action = ("Microsoft.DataProtection/backupVaults/read" if route.operation.startswith("dpp_")
+                      else "Microsoft.RecoveryServices/vaults/read")
+            message = AUTHORIZATION_FAILED_MESSAGE.format(
+                client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, scope=f"/subscriptions/{route.subscription_id}",
+                action=action)
+        return _arm_error(fault.status, fault.code, message or self._internal_error_message(route.subscription_id))
 
     def _check_token(self, headers: Mapping[str, str]) -> _Reply | None:
         authorization = headers.get("Authorization", "")
@@ -2694,11 +2750,7 @@ class FakeArm:
 
     def _fault_reply(self, fault: Fault, vault: FakeVault | FakeBackupVault, route: _Route) -> _Reply:
         if fault.kind == "throttle":
-            return _arm_error(429, "TooManyRequests",
-                              "The request is being throttled as the limit has been reached for operation type - "
-                              "Read_ObservationWindow_00:05:00. For more information, see - "
-                              "https://aka.ms/srpthrottlinglimits",
-                              {"Retry-After": str(fault.retry_after)})
+            return _throttled_reply(fault)
         if fault.code == "ResourceNotFound":
             return _gateway_not_found(vault.name, vault.resource_group, fault.status, fault.message,
                                       resource_type=vault.resource_type)
@@ -2720,9 +2772,12 @@ class FakeArm:
                 client=FAKE_PRINCIPAL_ID, object_id=FAKE_PRINCIPAL_ID, scope=scope, action=action)
         if code == JOB_NOT_FOUND_CODE:
             return JOB_NOT_FOUND_MESSAGE
+        return self._internal_error_message(vault.subscription_id)
+
+    def _internal_error_message(self, subscription_id: str) -> str:
         return (f"Encountered internal server error. Diagnostic information: timestamp "
                 f"'{datetime.fromtimestamp(self.clock(), UTC):%Y%m%dT%H%M%SZ}', subscription id "
-                f"'{vault.subscription_id}', tracking id '{uuid.uuid4()}'.")
+                f"'{subscription_id}', tracking id '{uuid.uuid4()}'.")
 
     def _job_details(self, vault: FakeVault, job_id: str) -> _Reply:
         job = self.estate.job(vault.name, job_id)
@@ -2831,6 +2886,14 @@ def _nested_not_found(vault: FakeBackupVault, collection: str, name: str) -> _Re
         resource_group=vault.resource_group))
 
 
+def _throttled_reply(fault: Fault) -> _Reply:
+    return _arm_error(429, "TooManyRequests",
+                      "The request is being throttled as the limit has been reached for operation type - "
+                      "Read_ObservationWindow_00:05:00. For more information, see - "
+                      "https://aka.ms/srpthrottlinglimits",
+                      {"Retry-After": str(fault.retry_after)})
+
+
 def _missing_registration(namespace: str) -> _Reply:
     message = MISSING_REGISTRATION_MESSAGE.format(namespace=namespace)
     return _json_reply(409, {"error": {"code": MISSING_REGISTRATION_CODE, "message": message, "details": [
@@ -2928,8 +2991,10 @@ __all__ = [
     "DPP_DATASOURCES",
     "DPP_FAULT_OPERATIONS",
     "DPP_JOB_RESOURCE_TYPE",
+    "DPP_LIST_FAULT_OPERATIONS",
     "DPP_NAMESPACE",
     "DPP_POLICY_RESOURCE_TYPE",
+    "FAKE_PRINCIPAL_ID",
     "FAULT_OPERATIONS",
     "ITEM_TYPES",
     "JOBS_API_VERSIONS",
@@ -2944,10 +3009,12 @@ __all__ = [
     "RATELIMIT_CAPACITY",
     "RECOVERY_POINT_RESOURCE_TYPE",
     "RSV_FAULT_OPERATIONS",
+    "RSV_LIST_FAULT_OPERATIONS",
     "RSV_NAMESPACE",
     "THROTTLED_CODE",
     "UNSET_RECOVERY_POINT_TIME",
     "VAULTS_API_VERSIONS",
+    "VAULT_LIST_FAULT_OPERATIONS",
     "WEEKDAYS",
     "DppDatasource",
     "ExtraRoute",
