@@ -81,7 +81,7 @@ HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
 # currentProtectionState's values: the spec's enum (azure-mgmt-dataprotection's enums) and BackupsSuspended, which
 # the spec does not list but Azure sends after `az dataprotection backup-instance suspend-backup` ("stop backup,
-# retain data as per policy"; tests/fixtures/azure/dataprotection/PROVENANCE.md). They are the one-hot series of a
+# retain data as per policy"; tests/fixtures/azure/PROVENANCE.md). They are the one-hot series of a
 # Backup vault's items with STATE_SERIES=all; another value is kept as sent and counted once (BackupVault).
 DPP_PROTECTION_STATES = ("Invalid", "NotProtected", "ConfiguringProtection", "ProtectionConfigured",
                          "BackupSchedulesSuspended", "RetentionSchedulesSuspended", "ProtectionStopped",

@@ -162,8 +162,8 @@ class VaultBase:
         if (field, value) in self.unknown_values:
             return
         self.unknown_values.add((field, value))
-        log.warning("%s unknown %s=%r, kept as sent (docs/runbook.md: parse errors)", self.ref.log_fields, field,
-                    value)
+        log.warning("%s unknown %s=%r, kept as sent (docs/runbook.md#values-the-exporter-does-not-know)",
+                    self.ref.log_fields, field, value)
         on_error(field)
 
     def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
