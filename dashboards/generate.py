@@ -94,9 +94,11 @@ ITEM_BACKUP_STATUS_COLORS: dict[str, str] = {**STATUS_COLORS, "Healthy": "green"
                                              "IRPending": "blue"}
 # An item is unprotected when its protection state is none of these (initial backup pending counts as
 # protected), and unhealthy when its health is none of HEALTHY: the healthy values of AzureBackupItemUnhealthy
-# (IRPending, the initial backup pending, is not unhealthy).
+# (IRPending, the initial backup pending, is not unhealthy; nor is a Backup vault instance whose health is its
+# state ConfiguringProtection, UpdatingProtection or RetentionSchedulesSuspended).
 PROTECTED_STATES = ("Protected", "IRPending", "ProtectionConfigured", "ConfiguringProtection", "UpdatingProtection")
-HEALTHY = ("Passed", "Healthy", "IRPending")
+HEALTHY = ("Passed", "Healthy", "IRPending", "ConfiguringProtection", "UpdatingProtection",
+           "RetentionSchedulesSuspended")
 # Backups stopped on purpose: AzureBackupProtectionStopped fires for these states and
 # AzureBackupNoRecentSuccessfulBackup skips them (alerts/azure-backup.rules.yml; the tests compare).
 STOPPED_STATES = ("ProtectionStopped", "SoftDeleted", "BackupsSuspended", "SoftDeleting", "BackupSchedulesSuspended")

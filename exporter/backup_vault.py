@@ -22,6 +22,7 @@ from .dataprotection import (
     parse_dpp_job,
     parse_dpp_policy,
     parse_recovery_points,
+    unknown_states,
 )
 from .listing import first_reach
 from .models import ErrorSink, Job, ProtectedItem
@@ -54,8 +55,12 @@ class BackupVault(VaultBase):
         return client.get_backup_job(self.ref, job_id)
 
     def _list_items(self, client: ArmClient, on_error: ErrorSink) -> list[ProtectedItem]:
-        parsed = (parse_backup_instance(r, on_error) for r in client.list_backup_instances(self.ref))
-        return [self._with_newest_recovery_point(client, item, on_error) for item in parsed if item is not None]
+        parsed = [item for item in (parse_backup_instance(r, on_error) for r in client.list_backup_instances(self.ref))
+                  if item is not None]
+        for item in parsed:
+            for field, value in unknown_states(item):
+                self.count_unknown_once(field, value, on_error)
+        return [self._with_newest_recovery_point(client, item, on_error) for item in parsed]
 
     def _with_newest_recovery_point(self, client: ArmClient, item: ProtectedItem,
                                     on_error: ErrorSink) -> ProtectedItem:

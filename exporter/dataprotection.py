@@ -79,12 +79,17 @@ _FAILING_PROTECTION = frozenset({"configuringprotectionfailed", "protectionerror
 _CONFIGURED = "protectionconfigured"
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
-# currentProtectionState's documented values (azure-mgmt-dataprotection's enums): the one-hot series of a Backup
-# vault's items with STATE_SERIES=all; another value is kept as sent and counted.
+# currentProtectionState's values: the spec's enum (azure-mgmt-dataprotection's enums) and BackupsSuspended, which
+# the spec does not list but Azure sends after `az dataprotection backup-instance suspend-backup` ("stop backup,
+# retain data as per policy"; tests/fixtures/azure/PROVENANCE.md). They are the one-hot series of a
+# Backup vault's items with STATE_SERIES=all; another value is kept as sent and counted once (BackupVault).
 DPP_PROTECTION_STATES = ("Invalid", "NotProtected", "ConfiguringProtection", "ProtectionConfigured",
                          "BackupSchedulesSuspended", "RetentionSchedulesSuspended", "ProtectionStopped",
                          "ProtectionError", "ConfiguringProtectionFailed", "SoftDeleting", "SoftDeleted",
-                         "UpdatingProtection")
+                         "UpdatingProtection", "BackupsSuspended")
+# Azure is setting protection up or changing it (a new instance, a policy change): nothing is wrong, as with a
+# Recovery Services item's IRPending. The health of an instance in these states is the state itself.
+DPP_TRANSITIONAL_STATES = ("ConfiguringProtection", "UpdatingProtection")
 DPP_HEALTH_STATUSES = (HEALTHY, UNHEALTHY)
 # Every backup of a Backup vault is a job of operation `Backup`, whatever the rule's backupType (Incremental
 # for disks and AKS, Discrete for vaulted blobs, Full for databases), and coverage.backup_kind reads `Backup`
@@ -277,8 +282,11 @@ def instance_health(props: Mapping[str, Any]) -> str:
     - Unhealthy: an error detail is present (protectionStatus.errorDetails or protectionErrorDetails), or the
       status is ConfiguringProtectionFailed or ProtectionError;
     - Healthy: no error detail and the status is ProtectionConfigured;
-    - otherwise the status as Azure sent it (ProtectionStopped, SoftDeleted, ...); '' when there is none.
-    Without a protectionStatus the currentProtectionState (same vocabulary) is read instead.
+    - otherwise the status as Azure sent it (ConfiguringProtection, UpdatingProtection, ProtectionStopped,
+      SoftDeleted, ...); '' when there is none.
+    Without a protectionStatus the currentProtectionState (same vocabulary) is read instead. The alerts read the
+    states kept as sent by what they mean (exporter/vocabulary.py): a transitional one (DPP_TRANSITIONAL_STATES)
+    is not unhealthy, one stopped on purpose is AzureBackupProtectionStopped's, any other is unhealthy.
     """
     status_block = _mapping(props.get("protectionStatus"))
     status = _text(status_block.get("status")) or _text(props.get("currentProtectionState"))
@@ -297,7 +305,8 @@ def parse_backup_instance(resource: Mapping[str, Any], on_error: ErrorSink) -> P
     friendly_name, the item's backup_item label, is the data source's name (dataSourceInfo.resourceName), the
     name its jobs give it (dataSourceName): properties.friendlyName differs for databases (`server\\db`, or the
     instance's own name) and is only a fallback. Backup instances carry no last backup: last_backup_status is
-    '' and the times None, until the newest recovery point is filled in (parse_recovery_points).
+    '' and the times None, until the newest recovery point is filled in (parse_recovery_points). The states are
+    kept as sent, known or not (unknown_states tells which are new).
     """
     props = resource.get("properties")
     name = resource.get("name")
@@ -325,17 +334,26 @@ def parse_backup_instance(resource: Mapping[str, Any], on_error: ErrorSink) -> P
         last_backup_status="",
         last_backup_time=None,
         health_status=instance_health(props),
-        protection_state=_protection_state(props, on_error),
+        protection_state=_text(props.get("currentProtectionState")),
         last_recovery_point=None,
         record_kind=_KIND,  # every recovery point is a backup of the policy's one (full) kind
     )
 
 
-def _protection_state(props: Mapping[str, Any], on_error: ErrorSink) -> str:
-    state = _text(props.get("currentProtectionState"))
-    if state and state not in DPP_PROTECTION_STATES:
-        on_error("currentProtectionState")
-    return state
+def unknown_states(item: ProtectedItem) -> list[tuple[str, str]]:
+    """(Azure's field, value) of each state of a parsed backup instance that is outside DPP_PROTECTION_STATES:
+    its currentProtectionState, and its protectionStatus.status where the health shows that as sent.
+
+    The parser keeps such a value as sent (a new state is still seen on its series); the caller counts it, once
+    per value rather than at every items refresh (BackupVault)."""
+    unknown = []
+    if item.protection_state and item.protection_state not in DPP_PROTECTION_STATES:
+        unknown.append(("currentProtectionState", item.protection_state))
+    health = item.health_status
+    if (health not in (HEALTHY, UNHEALTHY, "", item.protection_state)
+            and health not in DPP_PROTECTION_STATES):
+        unknown.append(("protectionStatus", health))
+    return unknown
 
 
 def parse_recovery_points(resources: Iterable[Mapping[str, Any]], on_error: ErrorSink) -> float | None:

@@ -56,6 +56,7 @@ class VaultBase:
         self.listed_until: datetime | None = None
         self.list_window_start = float("-inf")  # the oldest start a list still covers (Unix seconds)
         self.snapshot = VaultSnapshot(ref, location)
+        self.unknown_values: set[tuple[str, str]] = set()  # (field, value) already counted by count_unknown_once
 
     # --- what a vault kind provides --------------------------------------------------------------
 
@@ -168,6 +169,16 @@ class VaultBase:
                 for item in self.items}
 
     # --- items and policies ----------------------------------------------------------------------
+
+    def count_unknown_once(self, field: str, value: str, on_error: ErrorSink) -> None:
+        """Count a value outside the known vocabulary the first time this vault sends it, not at every refresh:
+        the counter says that something new appeared, its series shows the value as sent, the log names it."""
+        if (field, value) in self.unknown_values:
+            return
+        self.unknown_values.add((field, value))
+        log.warning("%s unknown %s=%r, kept as sent (docs/runbook.md#values-the-exporter-does-not-know)",
+                    self.ref.log_fields, field, value)
+        on_error(field)
 
     def _list_items_if_due(self, client: ArmClient, on_error: ErrorSink) -> ArmError | None:
         """Items and policies change slowly, so they are listed on their own, longer interval, and on every

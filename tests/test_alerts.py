@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from exporter.catalogue import CATALOGUE, ITEM_LABELS, VAULT_LABELS, sample_names
-from exporter.dataprotection import DPP_PROTECTION_STATES
-from exporter.models import ITEM_BACKUP_STATUSES, ITEM_HEALTH_STATUSES, PROTECTION_STATES
+from exporter.models import BACKUP, RECOVERY_SERVICES
+from exporter.vocabulary import STOPPED_ON_PURPOSE as STOPPED_STATES
+from exporter.vocabulary import VOCABULARIES, Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alerts" / "azure-backup.rules.yml"
@@ -78,17 +79,14 @@ RECEIVER_FOR_SEVERITY = {"critical": "pager", "warning": "ticket"}
 
 # Protection states in which someone stopped an item's backups on purpose (issue 4): the same
 # regex must select them in every alert that uses them.
-STOPPED_ON_PURPOSE = {"ProtectionStopped", "SoftDeleted", "BackupsSuspended",  # Recovery Services
-                      "SoftDeleting", "BackupSchedulesSuspended"}  # Backup vaults
+STOPPED_ON_PURPOSE = set(STOPPED_STATES[RECOVERY_SERVICES]) | set(STOPPED_STATES[BACKUP])
 ALERTS_USING_STOPPED_STATES = {
     "AzureBackupProtectionStopped", "AzureBackupNoRecentSuccessfulBackup", "AzureBackupItemUnhealthy"}
-# The values the exporter emits for the item enums (azure_backup_item_*{status|state}). Workload
-# items report their health in protectedItemHealthStatus, whose values the exporter adds as seen.
-WORKLOAD_HEALTH_STATUSES = {"Healthy", "Unhealthy", "NotReachable", "IRPending"}
+# The values the exporter emits for the item enums (azure_backup_item_*{status|state}), both kinds of vault.
 KNOWN_ITEM_VALUES = {
-    "azure_backup_item_last_backup_status": set(ITEM_BACKUP_STATUSES),
-    "azure_backup_item_health_status": set(ITEM_HEALTH_STATUSES) | WORKLOAD_HEALTH_STATUSES,
-    "azure_backup_item_protection_state": set(PROTECTION_STATES) | set(DPP_PROTECTION_STATES),
+    metric: {value for vocabulary in VOCABULARIES if vocabulary.spec.name == metric for value in vocabulary.values}
+    for metric in ("azure_backup_item_last_backup_status", "azure_backup_item_health_status",
+                   "azure_backup_item_protection_state")
 }
 
 PROMQL_KEYWORDS = frozenset({
@@ -381,8 +379,54 @@ def test_item_alerts_match_only_values_the_exporter_emits() -> None:
 
 def test_item_unhealthy_treats_irpending_and_workload_healthy_as_healthy() -> None:
     expr = _alert_rules()["AzureBackupItemUnhealthy"]["expr"]
-    assert _matcher_values(expr, "azure_backup_item_health_status", "status") == [("!~", "Passed|Healthy|IRPending")]
-    assert ("=", "ProtectionError") in _matcher_values(expr, "azure_backup_item_protection_state", "state")
+    [(op, healthy)] = _matcher_values(expr, "azure_backup_item_health_status", "status")
+    assert op == "!~" and {"Passed", "Healthy", "IRPending"} <= set(healthy.split("|"))
+    assert ("=~", "ProtectionError|ConfiguringProtectionFailed") in _matcher_values(
+        expr, "azure_backup_item_protection_state", "state")
+
+
+def _matcher_matches(op: str, pattern: str, value: str) -> bool:
+    full = re.fullmatch(pattern, value) is not None
+    return {"=": value == pattern, "!=": value != pattern, "=~": full, "!~": not full}[op]
+
+
+def _alerts_firing_on(vocabulary: Vocabulary, value: str) -> set[str]:
+    """The alerts whose firing selectors of the family match `value` (alone: the age or operation they also ask
+    for aside). The `unless` that skips items stopped on purpose skips a stopped state, and a Backup vault
+    health that is a stopped state (the health keeps the state as sent, so the state is the same)."""
+    stopped = set(STOPPED_STATES[vocabulary.vault_type])
+    skipped = value in stopped and (vocabulary.label == "state" or vocabulary.vault_type == BACKUP)
+    firing = set()
+    for name, rule in _alert_rules().items():
+        for op, pattern in _matcher_values(rule["expr"], vocabulary.spec.name, vocabulary.label):
+            skips_stopped = op == "=~" and set(pattern.split("|")) == STOPPED_ON_PURPOSE
+            if skips_stopped and name != "AzureBackupProtectionStopped":
+                continue
+            if _matcher_matches(op, pattern, value) and not (skipped and name in ALERTS_USING_STOPPED_STATES
+                                                     and name != "AzureBackupProtectionStopped"):
+                firing.add(name)
+    return firing
+
+
+@pytest.mark.parametrize("vocabulary", VOCABULARIES, ids=lambda v: f"{v.spec.name}-{v.vault_type}")
+def test_the_vocabulary_table_says_what_the_rules_fire_on(vocabulary: Vocabulary) -> None:
+    """Issue 17, point 6: the README's vocabulary table (exporter/vocabulary.py) cannot drift from the rules."""
+    for value in vocabulary.values:
+        assert _alerts_firing_on(vocabulary, value) == set(vocabulary.fires.get(value, ())), value
+    assert set(vocabulary.fires) <= set(vocabulary.values)
+    assert _alerts_firing_on(vocabulary, "AValueNobodyHasSeen") == set(vocabulary.other_fires)
+
+
+def test_a_backup_vault_instance_in_transition_is_not_unhealthy() -> None:
+    """Issue 17, point 5: configuring and updating are not problems; the problem states are."""
+    [health] = [v for v in VOCABULARIES if v.spec.name == "azure_backup_item_health_status" and v.vault_type == BACKUP]
+    [state] = [v for v in VOCABULARIES if v.spec.name == "azure_backup_item_protection_state"
+               and v.vault_type == BACKUP]
+    for transitional in ("ConfiguringProtection", "UpdatingProtection"):
+        assert _alerts_firing_on(health, transitional) == _alerts_firing_on(state, transitional) == set()
+    for problem in ("ProtectionError", "ConfiguringProtectionFailed"):
+        assert _alerts_firing_on(state, problem) == {"AzureBackupItemUnhealthy"}
+    assert _alerts_firing_on(state, "BackupsSuspended") == {"AzureBackupProtectionStopped"}
 
 
 def _label_lists(expr: str) -> list[tuple[str, set[str]]]:

@@ -211,15 +211,48 @@ def test_every_page_of_a_backup_vaults_lists_is_read_whatever_its_last_nextlink(
     assert text.count("azure_backup_item_info{") == 3  # three instances over two pages
 
 
-def test_an_unknown_protection_state_is_kept_and_counted(
+def test_an_unknown_protection_state_is_kept_and_counted_once(
         estate: FakeEstate, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    """Issue 17, point 5: a value nobody has seen is exposed as sent and counted once per vault, not at every
+    items refresh (here every refresh lists the items)."""
     instance = next(name for name in _instances(estate, backup_vault) if "aks-prod" in name)
-    estate.update_backup_instance(backup_vault.name, instance, currentProtectionState="QuantumProtected")
-    exporter = _exporter(make_exporter, backup_vault.id, state_series="all")
+    estate.update_backup_instance(backup_vault.name, instance, currentProtectionState="QuantumProtected",
+                                  protectionStatus={"status": "QuantumProtected"})
+    exporter = _exporter(make_exporter, backup_vault.id, state_series="all", items_refresh_interval="0s")
     exporter.scrape()
+    text = exporter.scrape()
     aks = _item(backup_vault, AKS, "aks-prod")
-    assert exporter.value("azure_backup_item_protection_state", **aks, state="QuantumProtected") == 1
+    assert _sample("azure_backup_item_protection_state", aks, state="QuantumProtected") + " 1.0" in text
+    assert _sample("azure_backup_item_health_status", aks, status="QuantumProtected") + " 1.0" in text
     # with STATE_SERIES=all, the zeros are a Backup vault's own states, not a Recovery Services vault's
     assert exporter.value("azure_backup_item_protection_state", **aks, state="ProtectionConfigured") == 0
     assert exporter.value("azure_backup_item_protection_state", **aks, state="Protected") is None
     assert exporter.value("azure_backup_parse_errors_total", field="currentProtectionState") == 1
+    assert exporter.value("azure_backup_parse_errors_total", field="protectionStatus") is None  # one value, once
+
+
+def _sample(name: str, labels: dict[str, str], **extra: str) -> str:
+    """A sample's name and labels as the text exposition writes them (labels sorted by name)."""
+    pairs = ",".join(f'{key}="{value}"' for key, value in sorted({**labels, **extra}.items()))
+    return f"{name}{{{pairs}}}"
+
+
+@pytest.mark.parametrize("state", ["ConfiguringProtection", "UpdatingProtection", "BackupsSuspended"])
+def test_the_states_azure_really_sends_are_exposed_and_not_parse_errors(
+        estate: FakeEstate, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter], state: str) -> None:
+    """Issue 17, point 5: a disk being configured or updated, or whose backups were suspended, shows its state in
+    both item families (its health is the state as sent, which AzureBackupItemUnhealthy does not treat as a
+    problem) and counts no parse error."""
+    instance = next(name for name in _instances(estate, backup_vault) if "disk-erp" in name)
+    estate.update_backup_instance(backup_vault.name, instance, currentProtectionState=state,
+                                  protectionStatus={"status": state, "errorDetails": None})
+    exporter = _exporter(make_exporter, backup_vault.id, items_refresh_interval="0s")
+    exporter.scrape()
+    text = exporter.scrape()
+    disk = _item(backup_vault, DISK, "disk-erp")
+    assert _sample("azure_backup_item_protection_state", disk, state=state) + " 1.0" in text
+    assert _sample("azure_backup_item_health_status", disk, status=state) + " 1.0" in text
+    assert _sample("azure_backup_item_health_status", disk, status="Unhealthy") not in text
+    errors = [line for line in text.splitlines()
+              if line.startswith("azure_backup_parse_errors_total{") and not line.endswith(" 0.0")]
+    assert errors == []

@@ -80,7 +80,8 @@ CHAIN_DEFAULT_SOURCE = "azure_backup_vault_info"
 # protectionState), and those that count as fine on the "Unprotected or unhealthy items" stat (IRPending: the
 # initial backup is pending, which is not unhealthy).
 HEALTH_VALUES = ("Passed", "ActionRequired", "ActionSuggested", "Healthy", "Unhealthy", "NotReachable", "IRPending")
-HEALTHY_VALUES = {"Passed", "Healthy", "IRPending"}
+HEALTHY_VALUES = {"Passed", "Healthy", "IRPending", "ConfiguringProtection", "UpdatingProtection",
+                  "RetentionSchedulesSuspended"}
 PROTECTION_STATES = ("Protected", "ProtectionStopped", "ProtectionError", "ProtectionPaused", "IRPending",
                      "SoftDeleted", "BackupsSuspended")
 PROTECTED_STATES = {"Protected", "IRPending", "ProtectionConfigured", "ConfiguringProtection", "UpdatingProtection"}

@@ -26,6 +26,7 @@ from exporter.dataprotection import (
     parse_dpp_policy,
     parse_recovery_points,
     resource_group_of,
+    unknown_states,
 )
 from exporter.identity import ItemDirectory
 from exporter.models import DiscoveredVault, Task, VaultRef
@@ -416,6 +417,10 @@ ERROR = {"code": "UserErrorMissingPermission", "message": "Backup vault lacks pe
     ({"protectionStatus": {"status": "ProtectionStopped", "errorDetails": None},
       "currentProtectionState": "ProtectionStopped"}, "ProtectionStopped"),
     ({"protectionStatus": {"status": "SoftDeleted"}}, "SoftDeleted"),
+    # transitional states are kept as sent (not Unhealthy): the alert reads them as not unhealthy
+    ({"protectionStatus": {"status": "ConfiguringProtection"}, "currentProtectionState": "ConfiguringProtection",
+      "provisioningState": "Provisioning"}, "ConfiguringProtection"),
+    ({"protectionStatus": None, "currentProtectionState": "UpdatingProtection"}, "UpdatingProtection"),
     ({"protectionStatus": {"status": "ProtectionConfigured", "errorDetails": None}, "protectionErrorDetails": None},
      "Healthy"),
     ({"protectionStatus": None}, "Healthy"),  # currentProtectionState ProtectionConfigured instead
@@ -582,3 +587,23 @@ def test_a_recovery_services_vault_is_not_a_backup_vault() -> None:
                                             "Microsoft.RecoveryServices/vaults")
     assert parse_backup_vault(resource, errors) is None
     assert errors == {"vault": 1}
+
+
+@pytest.mark.parametrize(("properties", "unknown"), [
+    ({"currentProtectionState": "BackupsSuspended", "protectionStatus": {"status": "BackupsSuspended"}}, []),
+    ({"currentProtectionState": "UpdatingProtection", "protectionStatus": {"status": "ProtectionConfigured"}}, []),
+    ({"currentProtectionState": "QuantumProtected", "protectionStatus": None},
+     [("currentProtectionState", "QuantumProtected")]),
+    ({"currentProtectionState": "QuantumProtected", "protectionStatus": {"status": "QuantumProtected"}},
+     [("currentProtectionState", "QuantumProtected")]),
+    ({"currentProtectionState": "ProtectionConfigured", "protectionStatus": {"status": "Reticulating"}},
+     [("protectionStatus", "Reticulating")]),
+])
+def test_unknown_states_are_the_values_outside_the_vocabulary(properties: dict[str, Any],
+                                                               unknown: list[tuple[str, str]]) -> None:
+    """Issue 17, point 5: BackupsSuspended (real, outside the spec's enum) is known; a new value is reported
+    once, under the field it came from, and the parser itself counts nothing."""
+    errors = Errors()
+    item = parse_backup_instance(_instance(**properties), errors)
+    assert item is not None and not errors
+    assert unknown_states(item) == unknown

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from exporter.catalogue import markdown_table
+from exporter.catalogue import CATALOGUE, markdown_table
+from exporter.models import VAULT_KINDS
 from exporter.settings import Settings, env_name
+from exporter.vocabulary import VOCABULARIES
+from exporter.vocabulary import markdown_table as vocabulary_table
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -17,6 +20,19 @@ def test_metrics_table_matches_the_catalogue() -> None:
     table = README.split("<!-- metrics-table:start -->\n")[1].split("<!-- metrics-table:end -->")[0]
     assert table.strip() == markdown_table().strip(), "run: python -c 'from exporter.catalogue import " \
         "markdown_table; print(markdown_table())' and paste it into the README"
+
+
+def test_vocabulary_table_matches_the_code() -> None:
+    """Issue 17, point 6: the values of every one-hot family per kind of vault, and what the alerts fire on
+    (tests/test_alerts.py checks exporter/vocabulary.py against the rules)."""
+    table = README.split("<!-- vocabulary-table:start -->\n")[1].split("<!-- vocabulary-table:end -->")[0]
+    assert table.strip() == vocabulary_table().strip(), "run: python -c 'from exporter.vocabulary import " \
+        "markdown_table; print(markdown_table())' and paste it into the README"
+    # a series per value, 1 for the current one (azure_backup_jobs, a count per status, is not one-hot)
+    one_hot = {spec.name for spec in CATALOGUE if spec.labels and spec.labels[-1] in ("status", "state")
+               and ("1 for the current" in spec.help or "always 1" in spec.help)}
+    assert one_hot == {v.spec.name for v in VOCABULARIES}
+    assert {(v.spec.name, v.vault_type) for v in VOCABULARIES} == {(n, k) for n in one_hot for k in VAULT_KINDS}
 
 
 def test_every_setting_is_documented() -> None:
