@@ -79,6 +79,10 @@ class VaultBase:
     def _list_policies(self, client: ArmClient, on_error: ErrorSink) -> list[PolicyIntervals]:
         raise NotImplementedError
 
+    def _refresh_points_if_due(self, client: ArmClient, on_error: ErrorSink) -> None:
+        """Recovery points of the items whose backups the job list does not show, listed in the details half
+        of a refresh, after the jobs' statuses are out, so they never hold those back. None by default."""
+
     def _keep_listed(self, job: Job, now: datetime) -> bool:
         """Whether a listed job is merged (a kind whose list cannot be filtered drops old jobs here)."""
         del job, now
@@ -125,6 +129,7 @@ class VaultBase:
             self.details.fetch(self.book, lambda job_id: self._get_job(client, job_id),
                                lambda resource: self._parse_job(resource, on_error),
                                self.list_window_start, self.clock().timestamp())
+            self._refresh_points_if_due(client, on_error)
         except ArmError as exc:
             self.mark_failed(listed.seconds + time.perf_counter() - started, exc)
             raise
