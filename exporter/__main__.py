@@ -119,6 +119,7 @@ def _start_demo(overrides: dict[str, Any]) -> Any:
     overrides.setdefault("vaults", ",".join(v for v in env.vault_ids
                                             if env.subscriptions[0] not in v.lower()))
     overrides.setdefault("refresh_interval", "10s")
+    overrides.setdefault("backup_vault_refresh_interval", "10s")  # the demo's Backup vaults change as quickly
     return env
 
 

@@ -1,9 +1,8 @@
 """When and how vaults are refreshed: on scrape, bounded by the scrape's deadline.
 
-Every vault whose data is older than REFRESH_INTERVAL is refreshed in a thread
-pool of CONCURRENCY workers. Concurrent scrapes share in-flight refreshes; a
-scrape that runs out of time is served the last data while the refresh finishes
-in the background.
+Every vault whose data is older than REFRESH_INTERVAL (a Backup vault: BACKUP_VAULT_REFRESH_INTERVAL) is
+refreshed in a thread pool of CONCURRENCY workers. Concurrent scrapes share in-flight refreshes; a scrape that
+runs out of time is served the last data while the refresh finishes in the background.
 """
 
 from __future__ import annotations
@@ -144,12 +143,16 @@ class Refresher:
             return [f for k, f in self._inflight.items() if k.startswith("discovery:")]
 
     def _submit_due_vaults(self) -> list[Future[None]]:
-        interval = self.settings.refresh_interval.total_seconds()
         with self._lock:
             for state in _interleaved_by_subscription(self._states.values()):
-                if self._due(state.ref.key, interval):
+                if self._due(state.ref.key, self._refresh_interval(state.ref)):
                     self._submit_vault(state)
             return [f for k, f in self._inflight.items() if not k.startswith("discovery:")]
+
+    def _refresh_interval(self, ref: VaultRef) -> float:
+        """A Backup vault's list re-reads every retained job (no filter), so it has its own, longer interval."""
+        interval = self.settings.backup_vault_refresh_interval if ref.kind == BACKUP else self.settings.refresh_interval
+        return interval.total_seconds()
 
     def ready(self) -> bool:
         """True once every subscription was listed and every vault refreshed once, well or not."""

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     vault_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(VAULT_KINDS))
     lookback: Interval = timedelta(days=7)
     refresh_interval: Interval = timedelta(seconds=60)
+    # A Backup vault's job list takes no filter (every list re-reads ~14 days of jobs), so it is listed less
+    # often than a Recovery Services vault's (issue 19).
+    backup_vault_refresh_interval: Interval = timedelta(minutes=5)
     items_refresh_interval: Interval = timedelta(minutes=5)
     discovery_interval: Interval = timedelta(hours=1)
     scrape_timeout: Interval = timedelta(seconds=10)
@@ -169,14 +172,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{sub!r} is not a subscription ID (a GUID)")
         return [s.lower() for s in value]
 
-    @field_validator("lookback", "refresh_interval", "items_refresh_interval", "discovery_interval",
-                     "scrape_timeout", "request_timeout", mode="before")
+    @field_validator("lookback", "refresh_interval", "backup_vault_refresh_interval", "items_refresh_interval",
+                     "discovery_interval", "scrape_timeout", "request_timeout", mode="before")
     @classmethod
     def _interval(cls, value: Any) -> timedelta:
         return parse_interval(value)
 
-    @field_validator("lookback", "refresh_interval", "items_refresh_interval", "discovery_interval",
-                     "scrape_timeout", "request_timeout")
+    @field_validator("lookback", "refresh_interval", "backup_vault_refresh_interval", "items_refresh_interval",
+                     "discovery_interval", "scrape_timeout", "request_timeout")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):

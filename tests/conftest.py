@@ -80,7 +80,8 @@ def make_exporter(arm: FakeArm) -> Iterator[Callable[..., Exporter]]:
     made: list[Exporter] = []
 
     def factory(clock: Callable[[], datetime] | None = None, **overrides: str) -> Exporter:
-        settings = load_settings(overrides={"resource_manager_url": arm.url, "refresh_interval": "0s", **overrides})
+        settings = load_settings(overrides={"resource_manager_url": arm.url, "refresh_interval": "0s",
+                                            "backup_vault_refresh_interval": "0s", **overrides})
         built = build(settings, clock=clock)
         exporter = Exporter(built.registry, built.refresher, built.exposition)
         made.append(exporter)

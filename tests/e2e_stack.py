@@ -135,6 +135,7 @@ def exporter_env(arm: FakeArm, estate: FakeEstate, port: int) -> dict[str, str]:
                 "AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL": arm.url,
                 "AZURE_BACKUP_EXPORTER_VAULTS": ",".join(v.id for v in [*estate.vaults, *estate.backup_vaults]),
                 "AZURE_BACKUP_EXPORTER_REFRESH_INTERVAL": "1s",
+                "AZURE_BACKUP_EXPORTER_BACKUP_VAULT_REFRESH_INTERVAL": "1s",
                 "AZURE_BACKUP_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}"})
     return env
 

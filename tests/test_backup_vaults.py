@@ -191,6 +191,24 @@ def test_an_unchanged_backup_vault_costs_its_job_list_and_no_details(
     assert second == ["backupJobs"]
 
 
+def test_a_backup_vault_is_listed_on_its_own_interval(
+        arm: FakeArm, estate: FakeEstate, backup_vault: FakeBackupVault,
+        make_exporter: Callable[..., Exporter]) -> None:
+    """Issue 19, point 1: a Backup vault's list re-reads every retained job, so it waits for
+    BACKUP_VAULT_REFRESH_INTERVAL; a Recovery Services vault keeps REFRESH_INTERVAL (0 s here)."""
+    rsv = estate.add_vault(SUB_A, "rg-prod", "rsv-prod")
+    estate.add_job(rsv.name, make_job(_guid(9), vault=rsv, item="vm-01", start=NOW - H, end=NOW - H / 2))
+    exporter = _exporter(make_exporter, backup_vault.id, rsv.id, backup_vault_refresh_interval="1h",
+                         items_refresh_interval="1h")
+    exporter.scrape()
+    first = len(arm.requests)
+    exporter.scrape()
+    later = [r.path.lower() for r in arm.requests[first:] if not r.path.startswith("/msi")]
+    assert [path.rsplit("/", 3)[-3:] for path in later] == [["vaults", "rsv-prod", "backupjobs"]]
+    assert exporter.value("azure_backup_job_last_status", **_item(backup_vault, AKS, "aks-prod"),
+                          operation="Backup", status="Failed") == 1  # served from the cache meanwhile
+
+
 @pytest.mark.parametrize("last_page", ["null", "absent"])
 def test_every_page_of_a_backup_vaults_lists_is_read_whatever_its_last_nextlink(
         estate: FakeEstate, backup_vault: FakeBackupVault, monkeypatch: pytest.MonkeyPatch, last_page: str) -> None:

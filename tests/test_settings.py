@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from exporter.__main__ import build_parser
 from exporter.settings import Settings, SettingsError, env_name, load_settings, unknown_environment
 from exporter.simulator.fakearm import FakeArm, FakeEstate
 
@@ -80,10 +81,27 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path, monkeypatch: pytest.
     assert settings.refresh_interval == timedelta(seconds=30)  # flag beats env and file
 
 
+def test_backup_vaults_have_their_own_refresh_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19, point 1: BACKUP_VAULT_REFRESH_INTERVAL, default 5m, from the file, the environment and the flag."""
+    assert load_settings(overrides={"vaults": VAULT}).backup_vault_refresh_interval == timedelta(minutes=5)
+    config = tmp_path / "config.yml"
+    config.write_text(f"vaults: ['{VAULT}']\nbackup_vault_refresh_interval: 10m\n")
+    assert load_settings(config).backup_vault_refresh_interval == timedelta(minutes=10)
+    monkeypatch.setenv("AZURE_BACKUP_EXPORTER_BACKUP_VAULT_REFRESH_INTERVAL", "PT2M")
+    assert load_settings(config).backup_vault_refresh_interval == timedelta(minutes=2)
+    flag = build_parser().parse_args(["--backup-vault-refresh-interval", "90s"]).backup_vault_refresh_interval
+    assert load_settings(config, {"backup_vault_refresh_interval": flag}).backup_vault_refresh_interval == \
+        timedelta(seconds=90)
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"vaults": "/subscriptions/x/resourceGroups/rg"}, "AZURE_BACKUP_EXPORTER_VAULTS: "),
     ({"vaults": VAULT, "cloud": "AzureMars"}, "AZURE_BACKUP_EXPORTER_CLOUD: unknown cloud 'AzureMars'"),
     ({"vaults": VAULT, "refresh_interval": "-5s"}, "AZURE_BACKUP_EXPORTER_REFRESH_INTERVAL: must not be negative"),
+    ({"vaults": VAULT, "backup_vault_refresh_interval": "-1m"},
+     "AZURE_BACKUP_EXPORTER_BACKUP_VAULT_REFRESH_INTERVAL: must not be negative"),
+    ({"vaults": VAULT, "backup_vault_refresh_interval": "soon"},
+     "AZURE_BACKUP_EXPORTER_BACKUP_VAULT_REFRESH_INTERVAL: 'soon' is not a duration"),
     ({"vaults": VAULT, "lookback": "31d"}, "AZURE_BACKUP_EXPORTER_LOOKBACK: must be more than 0 and at most 30d"),
     ({"vaults": VAULT, "resource_manager_url": "http://arm.example.com"}, "only allowed for a loopback host"),
     ({"vaults": VAULT, "concurrency": "0"}, "AZURE_BACKUP_EXPORTER_CONCURRENCY"),
