@@ -86,7 +86,8 @@ def measure(instances: int, days: int, page_size: int) -> dict[str, Any]:
     with FakeArm(estate, dpp_page_size=page_size) as arm:
         os.environ["IDENTITY_ENDPOINT"], os.environ["IDENTITY_HEADER"] = arm.identity_endpoint, arm.identity_header
         settings = load_settings(overrides={"resource_manager_url": arm.url, "vaults": vault.id,
-                                            "refresh_interval": "0s", "items_refresh_interval": "1h"})
+                                            "refresh_interval": "0s", "backup_vault_refresh_interval": "0s",
+                                            "items_refresh_interval": "1h"})
         rounds: dict[str, Counter[str]] = {}
 
         def refresh(exporter: Any, name: str) -> None:

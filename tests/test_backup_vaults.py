@@ -99,14 +99,13 @@ def test_a_backup_vaults_jobs_and_items_in_the_same_families(
     assert exporter.value("azure_backup_job_last_size_bytes", **aks, **backup) is None
     assert exporter.value("azure_backup_job_last_task_status", **disk, **backup, task="Trigger Backup",
                           status="Completed") == 1
-    # the newest recovery point (3 min after the last backup's start) and the job's end (4 min): the newer wins
+    # the last successful backup job's end; its recovery points are not listed, the job tells (issue 19)
     assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **disk) == \
         (NOW - 2 * H + 4 * MIN).timestamp()
     assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **aks) == \
         (NOW - 26 * H).timestamp()
     assert exporter.value("azure_backup_item_protection_state", **disk, state="ProtectionConfigured") == 1
-    assert exporter.value("azure_backup_item_last_recovery_point_timestamp_seconds", **disk) == \
-        (NOW - 2 * H + 3 * MIN).timestamp()
+    assert exporter.value("azure_backup_item_last_recovery_point_timestamp_seconds", **disk) is None
     assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **disk, kind="full") == 86_400
     assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **psql, kind="full") == 7 * 86_400
 
@@ -131,6 +130,102 @@ def test_an_instances_newest_recovery_point_is_its_last_full_backup_without_any_
     assert exporter.value("azure_backup_last_successful_backup_by_kind_timestamp_seconds", **disk, kind="full") == \
         (NOW - 6 * H).timestamp()
     assert exporter.value("azure_backup_item_expected_backup_interval_seconds", **disk, kind="full") == 86_400
+
+
+def _points_lists(arm: FakeArm, since: int = 0) -> list[str]:
+    """The instances whose recovery points were listed, in order."""
+    return [r.path.split("/backupInstances/")[1].split("/")[0] for r in arm.requests[since:]
+            if r.path.endswith("/recoveryPoints")]
+
+
+def test_recovery_points_are_listed_only_where_the_jobs_show_no_success_and_after_them(
+        arm: FakeArm, estate: FakeEstate, backup_vault: FakeBackupVault,
+        make_exporter: Callable[..., Exporter]) -> None:
+    """Issue 19, point 2: the disk and the AKS cluster have a successful backup job in the list, the PostgreSQL
+    server only a running one: only its recovery points are listed, after the job list and the job details
+    (the details half of the refresh), so they never hold back a job's status."""
+    exporter = _exporter(make_exporter, backup_vault.id, items_refresh_interval="1h")
+    exporter.scrape()
+    psql = next(name for name in _instances(estate, backup_vault) if "psql-orders" in name)
+    assert _points_lists(arm) == [psql]
+    paths = [r.path for r in arm.requests]
+    first_point = next(n for n, path in enumerate(paths) if path.endswith("/recoveryPoints"))
+    last_job_call = max(n for n, path in enumerate(paths) if "/backupJobs" in path)
+    assert last_job_call < first_point
+    # and no more often than ITEMS_REFRESH_INTERVAL (1 h here): the next refresh lists none
+    since = len(arm.requests)
+    exporter.scrape()
+    assert _points_lists(arm, since) == []
+
+
+def test_the_list_half_of_a_refresh_publishes_job_statuses_without_listing_recovery_points(
+        arm: FakeArm, backup_vault: FakeBackupVault) -> None:
+    """The first half of a Backup vault's refresh (its lists) makes no recovery-point call: the AKS cluster's
+    failed backup is out before any of them."""
+    settings = load_settings(overrides={"resource_manager_url": arm.url, "vaults": backup_vault.id})
+    built = build(settings, clock=fixed_clock(NOW))
+    try:
+        vault, client = next(iter(built.refresher._states.values())), built.refresher.client
+        listed = vault.list_jobs(client, lambda field: None)
+        assert _points_lists(arm) == []
+        assert "Failed" in {job.status for job in vault.snapshot.data.jobs}
+        vault.fetch_details(client, lambda field: None, listed)
+        assert len(_points_lists(arm)) == 1
+    finally:
+        built.refresher.close()
+
+
+def test_the_last_success_is_the_newer_of_the_recovery_point_and_the_jobs(
+        arm: FakeArm, estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    """Issue 19, point 2: an instance with no job gets its last success from its newest recovery point; a job
+    that succeeds later is newer and wins, an older one does not, and once a job tells, no more points lists."""
+    vault = estate.add_backup_vault(SUB_A, "rg-prod", "vault-prod")
+    estate.add_dpp_policy(vault.name, make_dpp_policy(vault=vault, name="DiskDaily", datasource_type=DISK))
+    estate.add_backup_instance(vault.name, make_backup_instance(vault=vault, datasource_type=DISK,
+                                                                datasource_name="disk-new", policy="DiskDaily"))
+    instance = _instances(estate, vault)[0]
+    estate.add_recovery_point(vault.name, instance, make_recovery_point(
+        vault=vault, instance=instance, time=NOW - 6 * H, datasource_type=DISK, policy="DiskDaily"))
+    exporter = _exporter(make_exporter, vault.id, items_refresh_interval="0s")
+    disk = _item(vault, DISK, "disk-new")
+    exporter.scrape()
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **disk) == (NOW - 6 * H).timestamp()
+    assert _points_lists(arm) == [instance]
+    # a job older than the recovery point: the point stays the last success, and is not listed again
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(1), vault=vault, datasource_type=DISK, datasource_name="disk-new",
+                                                policy="DiskDaily", start=NOW - 30 * H, end=NOW - 29 * H))
+    since = len(arm.requests)
+    exporter.scrape()
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **disk) == (NOW - 6 * H).timestamp()
+    assert exporter.value("azure_backup_last_successful_backup_by_kind_timestamp_seconds", **disk, kind="full") == \
+        (NOW - 6 * H).timestamp()
+    assert exporter.value("azure_backup_item_last_recovery_point_timestamp_seconds", **disk) == \
+        (NOW - 6 * H).timestamp()
+    assert _points_lists(arm, since) == []
+    # a newer successful job wins
+    estate.add_dpp_job(vault.name, make_dpp_job(_guid(2), vault=vault, datasource_type=DISK, datasource_name="disk-new",
+                                                policy="DiskDaily", start=NOW - 2 * H, end=NOW - H))
+    exporter.scrape()
+    assert exporter.value("azure_backup_last_successful_backup_timestamp_seconds", **disk) == (NOW - H).timestamp()
+
+
+def test_a_failed_recovery_point_list_keeps_the_jobs_and_marks_the_vault_failing(
+        arm: FakeArm, backup_vault: FakeBackupVault, make_exporter: Callable[..., Exporter]) -> None:
+    """As a failed items list: the jobs are refreshed and served, the vault's scrape success is 0, and the
+    instance's points are listed again on the next refresh."""
+    arm.set_fault(backup_vault.name, Fault.authorization_failed(times=1, operations=frozenset(
+        {"dpp_recovery_points_list"})))
+    exporter = _exporter(make_exporter, backup_vault.id, items_refresh_interval="1h")
+    exporter.scrape()
+    vault = {"subscription_id": SUB_A, "resource_group": "rg-prod", "vault": "vault-prod", "vault_type": "backup"}
+    assert exporter.value("azure_backup_vault_scrape_success", **vault) == 0
+    assert exporter.value("azure_backup_vault_last_refresh_timestamp_seconds", **vault) == NOW.timestamp()
+    assert exporter.value("azure_backup_job_last_status", **_item(backup_vault, AKS, "aks-prod"),
+                          operation="Backup", status="Failed") == 1
+    since = len(arm.requests)
+    exporter.scrape()
+    assert len(_points_lists(arm, since)) == 1
+    assert exporter.value("azure_backup_vault_scrape_success", **vault) == 1
 
 
 def test_a_recovery_services_and_a_backup_vault_of_one_name_are_two_vaults(
