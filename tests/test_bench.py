@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import dpp
+from bench import bv_scale, dpp
 from bench.estate import EstateSpec, Simulator, build_estate
 from bench.report import ANALYSIS_END, ANALYSIS_START, RESULTS_MARK, merge_previous, render
 from bench.run import Options, run
@@ -141,3 +142,22 @@ def test_the_backup_vault_calls_per_refresh(tmp_path: Path) -> None:
     text = report.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "STALE TABLE" not in text
     assert "| refresh with nothing new | 1 | 0 | 0 | 0 | 0 | 0 | **1** |" in text
+
+
+def test_the_backup_vault_estates_at_scale() -> None:
+    """bench.bv_scale (issue 19, point 4) on a tiny estate: the cold refresh makes the calls the model says and
+    publishes every status; an hour at the defaults, scaled down 360 times, lists each vault's jobs about 12
+    times (every BACKUP_VAULT_REFRESH_INTERVAL), and no recovery point (every instance's jobs tell)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    built = bv_scale.build_estate(vaults=2, instances=4, subscriptions=1, now=now)
+    cold = bv_scale.cold_refresh(built, timeout=60.0)
+    assert cold["ready"] and cold["missing_status"] == 0
+    assert cold["calls"] == bv_scale.model_cold_calls(2, 4, after=True) + 1  # + the subscription's vault list
+    assert 0 < cold["statuses_out_s"] <= cold["seconds"]
+    hour = bv_scale.scaled_hour(built, factor=360.0)
+    lists = hour["by_operation"].get("backupJobs", 0)
+    assert 2 * 8 <= lists <= 2 * 14, hour
+    assert "recoveryPoints" not in hour["by_operation"] and hour["new_jobs"] == 0  # 8 instances: < 1 job an hour
+    row = {"estate": "tiny", "vaults": 2, "instances": 4, "subscriptions": 1, "cold": cold, "hour": hour,
+           "peak_rss_mb": bv_scale.peak_rss_mb()}
+    assert "| tiny (2 x 4 = 8) | 1 |" in bv_scale.report([row])
