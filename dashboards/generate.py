@@ -859,7 +859,8 @@ def backup_item() -> Json:
              [target(f"max by (policy, item_type) (azure_backup_item_info{i})", "{{policy}} ({{item_type}})")],
              text_mode="name", color_mode="none"),
         stat("Since last recovery point",
-             "Time since the item's last recovery point (lastRecoveryPoint), where Azure gives it. Not "
+             "Time since the item's last recovery point (lastRecoveryPoint), where Azure gives it; for a Backup "
+             "vault instance, only where its jobs show no successful backup (its points are listed only then). Not "
              "coloured: see Backup due within.", grid(18, 4, 6, 4),
              [target(f"time() - max(azure_backup_item_last_recovery_point_timestamp_seconds{i})")],
              unit="s", color_mode="none", no_value="none"),

@@ -376,6 +376,8 @@ EMPTY_FOR_BACKUP_VAULT_ITEMS = {
     "azure_backup_item_last_backup_timestamp_seconds": "a backup instance has no lastBackupTime",
     "azure_backup_item_last_backup_status": "a backup instance has no lastBackupStatus",
     "azure_backup_job_last_size_bytes": "a disk backup's dataTransferredInBytes is null (research, every real job)",
+    "azure_backup_item_last_recovery_point_timestamp_seconds": "the disk's jobs show its last success, so its "
+                                                                "recovery points are not listed (issue 19, point 2)",
 }
 
 
