@@ -126,7 +126,8 @@ ITEM_EXPECTED_INTERVAL = _spec(
     "azure_backup_item_expected_backup_interval_seconds", "gauge", (*ITEM_LABELS, "kind"),
     "Longest time between two scheduled backups of the item, per kind (full, differential, log, ...), from "
     "its backup policy's schedule; absent where no policy or schedule is known, and for kinds whose scheduled "
-    "backups Azure does not list (a SQL database's log backups, any SAP HANA backup)." + ITEMS_CACHE_NOTE)
+    "backups Azure does not list (a SQL database's log backups, any SAP HANA backup) until the database's "
+    "recovery points have shown that kind." + ITEMS_CACHE_NOTE)
 ITEM_WATCHED_SINCE = _spec(
     "azure_backup_item_watched_since_timestamp_seconds", "gauge", ITEM_LABELS,
     "Since when this exporter process has watched the item's backups, in Unix seconds: the later of its "

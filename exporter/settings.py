@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     lookback: Interval = timedelta(days=7)
     refresh_interval: Interval = timedelta(seconds=60)
     items_refresh_interval: Interval = timedelta(minutes=5)
+    # How often each database's recovery points are listed, for the backups the job list leaves out (scheduled
+    # log backups, SAP HANA's scheduled backups): one call per such database; 0 turns it off.
+    database_recovery_points_interval: Interval = timedelta(minutes=30)
     discovery_interval: Interval = timedelta(hours=1)
     scrape_timeout: Interval = timedelta(seconds=10)
     cloud: str = "AzureCloud"
@@ -170,13 +173,13 @@ class Settings(BaseSettings):
         return [s.lower() for s in value]
 
     @field_validator("lookback", "refresh_interval", "items_refresh_interval", "discovery_interval",
-                     "scrape_timeout", "request_timeout", mode="before")
+                     "scrape_timeout", "request_timeout", "database_recovery_points_interval", mode="before")
     @classmethod
     def _interval(cls, value: Any) -> timedelta:
         return parse_interval(value)
 
     @field_validator("lookback", "refresh_interval", "items_refresh_interval", "discovery_interval",
-                     "scrape_timeout", "request_timeout")
+                     "scrape_timeout", "request_timeout", "database_recovery_points_interval")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):

@@ -83,6 +83,14 @@ class VaultBase:
         """Recovery points of the items whose backups the job list does not show, listed in the details half
         of a refresh, after the jobs' statuses are out, so they never hold those back. None by default."""
 
+    def _point_successes(self) -> Mapping[ItemKey, Mapping[str, float]]:
+        """The newest backup of each kind the recovery points showed, by item (none by default)."""
+        return {}
+
+    def _point_kinds(self) -> Mapping[ItemKey, frozenset[str]]:
+        """The kinds whose freshness the recovery points tell, by item: their intervals are exported."""
+        return {}
+
     def _keep_listed(self, job: Job, now: datetime) -> bool:
         """Whether a listed job is merged (a kind whose list cannot be filtered drops old jobs here)."""
         del job, now
@@ -153,10 +161,12 @@ class VaultBase:
                  error: tuple[str, str] | None = None) -> None:
         jobs = tuple(self.book.jobs.values())
         deleted = deleted_items(jobs, self.items, self.gone) if self.items_listed_at is not None else frozenset()
-        successes = last_successes(self.book.successes, self.items, self.book.directory, deleted)
+        successes = last_successes(self.book.successes, self.items, self.book.directory, deleted,
+                                   self._point_successes())
         data = VaultData(jobs, self.items, MappingProxyType(successes.any_kind), self.book.stats.copy(),
                          MappingProxyType(successes.by_kind),
-                         MappingProxyType(expected_intervals(self.items, self.policies)), deleted,
+                         MappingProxyType(expected_intervals(self.items, self.policies, self._point_kinds())),
+                         deleted,
                          MappingProxyType(self._watched_since()))
         if data == self.snapshot.data:
             data = self.snapshot.data  # unchanged: keep the identity, so the rendered text is reused

@@ -71,6 +71,7 @@ ExtraRoute = Callable[[], Json]
 VAULT_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults"
 JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
 PROTECTED_ITEM_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems"
+ITEM_RECOVERY_POINT_RESOURCE_TYPE = f"{PROTECTED_ITEM_RESOURCE_TYPE}/recoveryPoints"
 NEXT_LINK_API_VERSION = "2017-07-01"  # what the real service puts into nextLink, whatever the request used
 IDENTITY_API_VERSION = "2019-08-01"
 RATELIMIT_CAPACITY = 250  # ARM's read bucket per subscription and principal (azure-api.md 4.1)
@@ -137,7 +138,8 @@ FAULT_KINDS: tuple[str, ...] = ("status", "throttle", "timeout", "malformed", "o
 # Requests a vault fault can apply to; "*_next_page" is a LIST that follows a nextLink. A fault is set per
 # vault name; a Recovery Services vault and a Backup vault may share one, so the two sets below tell them apart.
 RSV_FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get", "items_list",
-                                  "items_next_page", "policies_list", "policies_next_page"})
+                                  "items_next_page", "policies_list", "policies_next_page",
+                                  "item_recovery_points_list", "item_recovery_points_next_page"})
 DPP_FAULT_OPERATIONS = frozenset({"dpp_vault_get", "dpp_jobs_list", "dpp_jobs_next_page", "dpp_jobs_get",
                                   "dpp_instances_list", "dpp_instances_next_page", "dpp_policies_list",
                                   "dpp_policies_next_page", "dpp_recovery_points_list",
@@ -316,6 +318,8 @@ class FakeVault:
     # only within its container: two SQL VMs may both protect a database `master`, one name and two ids.
     items: dict[str, Json] = field(default_factory=dict)
     policies: dict[str, Json] = field(default_factory=dict)  # ProtectionPolicyResources by lower-cased name
+    # A protected item's lower-cased id -> recovery point name -> RecoveryPointResource (a database's points)
+    item_recovery_points: dict[str, dict[str, Json]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -744,6 +748,27 @@ class FakeEstate:
     def remove_policy(self, vault_name: str, name: str) -> None:
         with self.lock:
             self.vault(vault_name).policies.pop(name.lower(), None)
+
+    def add_item_recovery_point(self, vault_name: str, item: str, point: Mapping[str, Any]) -> None:
+        """Store a RecoveryPointResource (make_workload_recovery_point) of a protected item the vault holds, by
+        the item's name or id (KeyError when there is none); one with the same name is replaced."""
+        name = point.get("name")
+        if not isinstance(name, str) or not isinstance(point.get("properties"), Mapping):
+            raise ValueError("a recovery point needs a 'name' and 'properties'")
+        with self.lock:
+            stored = self._stored_item(vault_name, item)
+            if stored is None or not stored.get("id"):
+                raise KeyError(f"no protected item {item!r} with an id in vault {vault_name!r}")
+            points = self.vault(vault_name).item_recovery_points.setdefault(str(stored["id"]).lower(), {})
+            points[name] = copy.deepcopy(dict(point))
+
+    def item_recovery_points(self, vault_name: str, item_id: str) -> list[Json] | None:
+        """Copies of a protected item's recovery points, by the item's id in any case; None if no item has it."""
+        with self.lock:
+            vault = self.vault(vault_name)
+            if not any(_item_identity(entry) == item_id.lower() for entry in vault.items.values()):
+                return None
+            return copy.deepcopy(list(vault.item_recovery_points.get(item_id.lower(), {}).values()))
 
     def _stored_item(self, vault_name: str, name: str) -> Json | None:
         wanted = name.lower()
@@ -1693,6 +1718,39 @@ def _seven_digits(ticks: int) -> str:
     return f"{(_DOTNET_EPOCH + timedelta(seconds=seconds)):%Y-%m-%dT%H:%M:%S}.{fraction:07d}Z"
 
 
+def make_workload_recovery_point(item: Mapping[str, Any], *, time: Timestamp | None = None, kind: str = "Full",
+                                 log_ranges: list[tuple[Timestamp, Timestamp]] | None = None,
+                                 name: str | None = None) -> Json:
+    """A database's RecoveryPointResource as `GET .../protectedItems/{item}/recoveryPoints` lists it (Microsoft's
+    documented answer, tests/fixtures/azure/recoveryservicesbackup/2016-12-01): a distinct point of `kind`
+    (Full, Differential, ...) at `time` (recoveryPointTimeInUTC, whole seconds), or, with `log_ranges`, the
+    item's `DefaultRangeRecoveryPoint` of type Log whose timeRanges are the unbroken log chains. The object
+    types are SQL's, or SAP HANA's for a HANA database."""
+    hana = "hana" in str(item.get("properties", {}).get("workloadType", "")).lower()
+    family = "AzureWorkloadSAPHana" if hana else "AzureWorkloadSQL"
+    if log_ranges is not None:
+        point_name = name or "DefaultRangeRecoveryPoint"
+        properties: Json = {"objectType": f"{family}PointInTimeRecoveryPoint",
+                            "timeRanges": [{"startTime": _whole_seconds(start), "endTime": _whole_seconds(end)}
+                                           for start, end in log_ranges],
+                            "type": "Log"}
+    else:
+        if time is None:
+            raise ValueError("a distinct recovery point needs its time")
+        moment = _whole_seconds(time)
+        point_name = name or str(int.from_bytes(hashlib.sha256(f"{item.get('id')}/{moment}".encode()).digest()[:6]))
+        properties = {"objectType": f"{family}RecoveryPoint", "recoveryPointTimeInUTC": moment, "type": kind}
+    return {"id": f"{item.get('id')}/recoveryPoints/{point_name}", "name": point_name,
+            "type": ITEM_RECOVERY_POINT_RESOURCE_TYPE, "properties": properties}
+
+
+def _whole_seconds(value: Timestamp) -> str:
+    """The points' times are whole seconds with a Z (documented answer)."""
+    if isinstance(value, str):
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def make_recovery_point(*, vault: FakeBackupVault, instance: str, time: Timestamp, datasource_type: str,
                         policy: str = "DefaultPolicy", recovery_point_id: str | None = None,
                         recovery_point_type: str = "Incremental", retention_tag: str = "Default",
@@ -2078,7 +2136,8 @@ _VAULTS_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\
 _VAULT_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.RecoveryServices"
     r"/vaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)|(?P<items>/backupProtectedItems)"
-    r"|(?P<policies>/backupPolicies))?/?$",
+    r"|(?P<policies>/backupPolicies)"
+    r"|(?P<points>/backupFabrics/[^/]+/protectionContainers/[^/]+/protectedItems/[^/]+)/recoveryPoints)?/?$",
     re.IGNORECASE,
 )
 _DPP_VAULTS_ROUTE = re.compile(
@@ -2116,6 +2175,10 @@ def _route(path: str) -> _Route | None:
         operation = "items_list"
     elif match.group("policies"):
         operation = "policies_list"
+    elif match.group("points"):
+        # the protected item's path under the vault, e.g. /backupFabrics/Azure/protectionContainers/c/protectedItems/i
+        return _Route("item_recovery_points_list", match.group("sub"), match.group("rg"), match.group("vault"),
+                      instance=match.group("points"))
     else:
         operation = "vault_get"
     return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "")
@@ -2227,7 +2290,25 @@ _DPP_POLICIES = _Collection("backupPolicies", lambda vault: list(vault.policies.
 _DPP_COLLECTIONS = {"dpp_jobs_list": _DPP_JOBS, "dpp_instances_list": _DPP_INSTANCES,
                     "dpp_policies_list": _DPP_POLICIES}
 # Every LIST that pages; "<x>_list" becomes "<x>_next_page" when it follows a nextLink.
-_LIST_OPERATIONS = frozenset({*_COLLECTIONS, *_DPP_COLLECTIONS, "dpp_vaults_list", "dpp_recovery_points_list"})
+_LIST_OPERATIONS = frozenset({*_COLLECTIONS, *_DPP_COLLECTIONS, "dpp_vaults_list", "dpp_recovery_points_list",
+                              "item_recovery_points_list"})
+
+
+def _item_point_position(point: Mapping[str, Any]) -> tuple[int, str]:
+    """Newest distinct point first, the log range last, as the documented answer lists them."""
+    taken = point.get("properties", {}).get("recoveryPointTimeInUTC")
+    try:
+        ticks = parse_azure_time(taken) if isinstance(taken, str) else None
+    except ValueError:
+        ticks = None
+    return (_DOTNET_MAX_TICKS - ticks if ticks is not None else _DOTNET_MAX_TICKS, str(point.get("name", "")).lower())
+
+
+def _item_points_collection(item_id: str, points: list[Json]) -> _Collection:
+    """A protected item's recovery points (the exporter sends no $filter; this fake takes none)."""
+    segment = item_id.split("/providers/", 1)[1].split("/", 3)[3] + "/recoveryPoints"
+    return _Collection(segment, lambda _vault: points, _no_filter, _item_point_position,
+                       lambda position: f"recoverypointsindex_{position[1]}", lambda entry: entry)
 
 
 def _recovery_points_collection(instance: str) -> _Collection:
@@ -2707,6 +2788,12 @@ class FakeArm:
                 return _json_reply(200, vault.resource())
             if route.operation == "jobs_get":
                 return self._job_details(vault, route.job_id)
+            if route.operation == "item_recovery_points_list":
+                item_id = vault.id + route.instance
+                points = self.estate.item_recovery_points(vault.name, item_id)
+                if points is None:
+                    return _arm_error(404, JOB_NOT_FOUND_CODE, JOB_NOT_FOUND_MESSAGE)
+                return self._list_page(vault, params, next_link, _item_points_collection(item_id, points))
             return self._list_page(vault, params, next_link, _COLLECTIONS[route.operation])
 
         return self._with_faults(vault, route, params, answer)
@@ -2763,7 +2850,9 @@ class FakeArm:
             if route.instance:
                 scope = f"{vault.id}/backupInstances/{route.instance}"
             action = {"jobs": "Microsoft.RecoveryServices/Vaults/backupJobs/read",
-                      "items": "Microsoft.RecoveryServices/Vaults/backupProtectedItems/read"}.get(
+                      "items": "Microsoft.RecoveryServices/Vaults/backupProtectedItems/read",
+                      "item": "Microsoft.RecoveryServices/Vaults/backupFabrics/protectionContainers/protectedItems"
+                              "/recoveryPoints/read"}.get(
                 route.operation.split("_")[0], "Microsoft.RecoveryServices/Vaults/read")
             if route.backup_vault:
                 action = _DPP_READ_ACTIONS.get("_".join(route.operation.split("_")[:2]),
@@ -3047,6 +3136,7 @@ __all__ = [
     "make_policy",
     "make_protected_item",
     "make_recovery_point",
+    "make_workload_recovery_point",
     "parse_azure_time",
     "parse_filter_time",
     "parse_iso_duration",
