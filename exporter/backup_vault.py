@@ -25,7 +25,7 @@ from .dataprotection import (
     unknown_states,
 )
 from .listing import first_reach
-from .models import ErrorSink, Job, ProtectedItem
+from .models import DiscoveredVault, ErrorSink, Job, ProtectedItem
 from .policy import PolicyIntervals
 from .vault_base import Resource, VaultBase
 
@@ -36,9 +36,11 @@ RECOVERY_POINT_FILTER = "startDate eq '{since}' and endDate eq '{until}'"
 class BackupVault(VaultBase):
     """A Backup vault: every retained job on each refresh, backup instances and their newest recovery point."""
 
-    def _location(self, client: ArmClient, on_error: ErrorSink) -> str:
-        discovered = parse_backup_vault(client.get_backup_vault(self.ref), on_error)
-        return discovered.location if discovered else ""
+    def _get_vault(self, client: ArmClient) -> Resource:
+        return client.get_backup_vault(self.ref)
+
+    def _parse_vault(self, resource: Resource, on_error: ErrorSink) -> DiscoveredVault | None:
+        return parse_backup_vault(resource, on_error)
 
     def _list_job_resources(self, client: ArmClient, now: datetime) -> Iterable[Resource]:
         self.list_window_start = float("-inf")  # every job Azure keeps is listed: none is outside the list

@@ -138,6 +138,18 @@ VAULT_INFO = _spec(
     "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
     "One series per watched vault, a Recovery Services vault (vault_type recovery_services) or a Backup vault "
     "(vault_type backup); always 1.")
+VAULT_SECURITY_INFO = _spec(
+    "azure_backup_vault_security_info", "gauge",
+    (*VAULT_LABELS, "soft_delete", "immutability", "multi_user_authorization"),
+    "How the vault guards its backups against deletion, from the vault resource (read every 3 items "
+    "intervals); always 1. soft_delete: on, off or always_on; immutability: disabled, unlocked or locked; "
+    "multi_user_authorization: enabled or disabled (a Backup vault's resource guard); empty where the vault "
+    "does not say.")
+VAULT_SECURITY_LEVEL = _spec(
+    "azure_backup_vault_security_level", "gauge", (*VAULT_LABELS, "setting"),
+    "Strength of each guard of azure_backup_vault_security_info, higher is stronger, so that a lower value "
+    "than a day ago is a weakening: soft_delete off 0, on 1, always_on 2; immutability disabled 0, unlocked "
+    "1, locked 2; multi_user_authorization disabled 0, enabled 1; soft_delete_retention_days the days.")
 VAULT_SCRAPE_SUCCESS = _spec(
     "azure_backup_vault_scrape_success", "gauge", VAULT_LABELS,
     "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")
@@ -206,7 +218,7 @@ VAULT_DATA: tuple[MetricSpec, ...] = (
 )
 
 CATALOGUE: tuple[MetricSpec, ...] = (
-    *VAULT_DATA, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
+    *VAULT_DATA, VAULT_INFO, VAULT_SECURITY_INFO, VAULT_SECURITY_LEVEL, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
     VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
     DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
     SHARD_INFO, BUILD_INFO, *PROCESS,

@@ -68,8 +68,15 @@ class BackupCollector(Collector):
         """Vault refresh outcomes and the exporter's own state: they change on every refresh."""
         info, success, error = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS), _gauge(c.VAULT_SCRAPE_ERROR)
         duration, refreshed = _gauge(c.VAULT_SCRAPE_DURATION), _gauge(c.VAULT_LAST_REFRESH)
+        security, levels = _gauge(c.VAULT_SECURITY_INFO), _gauge(c.VAULT_SECURITY_LEVEL)
         for snap in snapshots:
             info.add_metric([*snap.ref.labels, snap.location], 1)
+            if snap.security is not None and snap.security.reported:
+                guards = snap.security
+                security.add_metric([*snap.ref.labels, guards.soft_delete, guards.immutability,
+                                     guards.multi_user_authorization], 1)
+                for setting, level in guards.levels().items():
+                    levels.add_metric([*snap.ref.labels, setting], level)
             if snap.success is None:
                 continue  # not refreshed yet: no verdict to report
             success.add_metric(snap.ref.labels, 1 if snap.success else 0)
@@ -88,7 +95,7 @@ class BackupCollector(Collector):
         shard.add_metric([str(settings.shard), str(settings.shards)], 1)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        return [info, success, error, duration, refreshed, discovery, up, shard, build]
+        return [info, security, levels, success, error, duration, refreshed, discovery, up, shard, build]
 
 
 @dataclass(frozen=True)

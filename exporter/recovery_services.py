@@ -16,7 +16,7 @@ from .arm import ArmClient, ArmError, AuthError
 from .details import is_transient
 from .identity import ItemKey
 from .listing import ListWindow, first_window, next_window, odata_filters
-from .models import ErrorSink, Job, ProtectedItem, parse_item, parse_job, parse_vault
+from .models import DiscoveredVault, ErrorSink, Job, ProtectedItem, parse_item, parse_job, parse_vault
 from .policy import PolicyIntervals, parse_policy
 from .vault_base import Resource, VaultBase
 from .workload_points import WorkloadPoints, newest_by_kind
@@ -33,9 +33,11 @@ class RecoveryServicesVault(VaultBase):
         super().__init__(*args, **kwargs)
         self.points = WorkloadPoints(points_interval.total_seconds(), lambda: self.clock().timestamp())
 
-    def _location(self, client: ArmClient, on_error: ErrorSink) -> str:
-        discovered = parse_vault(client.get_vault(self.ref), on_error)
-        return discovered.location if discovered else ""
+    def _get_vault(self, client: ArmClient) -> Resource:
+        return client.get_vault(self.ref)
+
+    def _parse_vault(self, resource: Resource, on_error: ErrorSink) -> DiscoveredVault | None:
+        return parse_vault(resource, on_error)
 
     def _list_job_resources(self, client: ArmClient, now: datetime) -> Iterable[Resource]:
         window = self._window(now)

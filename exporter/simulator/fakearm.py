@@ -72,6 +72,13 @@ VAULT_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults"
 JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
 PROTECTED_ITEM_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems"
 ITEM_RECOVERY_POINT_RESOURCE_TYPE = f"{PROTECTED_ITEM_RESOURCE_TYPE}/recoveryPoints"
+# A Recovery Services vault's guards against deletion, as the spec's GETVault.json (2024-04-01) shows them.
+RSV_SECURITY_SETTINGS: Json = {
+    "immutabilitySettings": {"state": "Disabled"},
+    "softDeleteSettings": {"softDeleteRetentionPeriodInDays": 14, "softDeleteState": "Enabled",
+                           "enhancedSecurityState": "Enabled"},
+    "multiUserAuthorization": "Disabled",
+}
 NEXT_LINK_API_VERSION = "2017-07-01"  # what the real service puts into nextLink, whatever the request used
 IDENTITY_API_VERSION = "2019-08-01"
 RATELIMIT_CAPACITY = 250  # ARM's read bucket per subscription and principal (azure-api.md 4.1)
@@ -321,6 +328,8 @@ class FakeVault:
     # A protected item's lower-cased id -> recovery point name -> RecoveryPointResource (a database's points)
     item_recovery_points: dict[str, dict[str, Json]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # properties.securitySettings as the spec's GETVault.json (2024-04-01) shows them; None: not in the payload
+    security: Json | None = field(default_factory=lambda: copy.deepcopy(RSV_SECURITY_SETTINGS))
 
     @property
     def id(self) -> str:
@@ -328,14 +337,18 @@ class FakeVault:
                 f"/providers/Microsoft.RecoveryServices/vaults/{self.name}")
 
     def resource(self) -> Json:
-        """The vault as the vault list and GET return it (shape of ListBySubscriptionIds.json)."""
+        """The vault as the vault list and GET return it (shape of ListBySubscriptionIds.json, with the
+        securitySettings of the spec's GETVault.json)."""
+        properties: Json = {"provisioningState": "Succeeded"}
+        if self.security is not None:
+            properties["securitySettings"] = copy.deepcopy(self.security)
         return {
             "name": self.name,
             "type": VAULT_RESOURCE_TYPE,
             "etag": "W/\"datetime'2026-01-05T09%3A12%3A40.118Z'\"",
             "id": self.id,
             "location": self.location,
-            "properties": {"provisioningState": "Succeeded"},
+            "properties": properties,
             "sku": {"name": "Standard"},
             "tags": dict(self.tags),
         }
@@ -358,6 +371,11 @@ class FakeBackupVault:
     # lower-cased backup instance name -> recovery point name -> AzureBackupRecoveryPointResource
     recovery_points: dict[str, dict[str, Json]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # properties.securitySettings (the real GET's and Resource Graph row's soft delete On, 14.0 days), and
+    # isVaultProtectedByResourceGuard (None: left out, as in the spec's list example)
+    security: Json = field(default_factory=lambda: {"softDeleteSettings": {"retentionDurationInDays": 14.0,
+                                                                           "state": "On"}})
+    resource_guard: bool | None = None
 
     @property
     def id(self) -> str:
@@ -369,19 +387,22 @@ class FakeBackupVault:
         and the values a real vault GET (2024-04-01) and Resource Graph row showed (bcdrSecurityLevel Poor,
         secureScore None, soft delete On for 14.0 days, locally redundant VaultStore). featureSettings' value is
         illustrative."""
+        properties: Json = {
+            "bcdrSecurityLevel": "Poor",
+            "featureSettings": {"crossRegionRestoreSettings": {"state": "Disabled"}},
+            "provisioningState": "Succeeded",
+            "secureScore": "None",
+            "securitySettings": copy.deepcopy(self.security),
+            "storageSettings": [{"type": "LocallyRedundant", "datastoreType": "VaultStore"}],
+        }
+        if self.resource_guard is not None:
+            properties["isVaultProtectedByResourceGuard"] = self.resource_guard
         return {
             "name": self.name,
             "type": BACKUP_VAULT_RESOURCE_TYPE,
             "id": self.id,
             "location": self.location,
-            "properties": {
-                "bcdrSecurityLevel": "Poor",
-                "featureSettings": {"crossRegionRestoreSettings": {"state": "Disabled"}},
-                "provisioningState": "Succeeded",
-                "secureScore": "None",
-                "securitySettings": {"softDeleteSettings": {"retentionDurationInDays": 14.0, "state": "On"}},
-                "storageSettings": [{"type": "LocallyRedundant", "datastoreType": "VaultStore"}],
-            },
+            "properties": properties,
             "tags": dict(self.tags),
         }
 
