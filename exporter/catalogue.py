@@ -53,6 +53,12 @@ JOB_LAST_INFO = _spec(
     "azure_backup_job_last_info", "gauge",
     (*JOB_LABELS, "job_id", "job_type", "container_name", "workload_type"),
     "Identity of the latest job of each backup item and operation; always 1." + CACHE_NOTE, "job-info")
+JOB_LAST_ERROR = _spec(
+    "azure_backup_job_last_error_info", "gauge", (*JOB_LABELS, "job_id", "error_code", "error_title"),
+    "Why the latest job of each backup item and operation failed, while that job is Failed (no series "
+    "otherwise); always 1. error_code is Azure's code (Recovery Services: the number, e.g. 400006; Backup vaults: "
+    "the code string), error_title its symbolic name (e.g. UserErrorVmNotFound; Backup vaults: the code again); "
+    "both empty until the job's errorDetails are read, and for jobs that carry no code (MARS, DPM)." + CACHE_NOTE)
 JOB_LAST_START = _spec(
     "azure_backup_job_last_start_timestamp_seconds", "gauge", JOB_LABELS,
     "Start time of the latest job of each backup item and operation, in Unix seconds." + CACHE_NOTE)
@@ -211,7 +217,7 @@ PROCESS = (
 
 # The families rendered from each vault's job and item data, in exposition order.
 VAULT_DATA: tuple[MetricSpec, ...] = (
-    JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
+    JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_ERROR, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
     ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, ITEM_WATCHED_SINCE,

@@ -21,6 +21,7 @@ from . import catalogue as c
 from .dataprotection import DPP_HEALTH_STATUSES, DPP_PROTECTION_STATES
 from .models import (
     BACKUP,
+    FAILED,
     ITEM_BACKUP_STATUSES,
     ITEM_HEALTH_STATUSES,
     KNOWN_STATUSES,
@@ -157,11 +158,16 @@ class VaultRows:
         status, info, start, end = (rows[c.JOB_LAST_STATUS], rows[c.JOB_LAST_INFO], rows[c.JOB_LAST_START],
                                     rows[c.JOB_LAST_END])
         duration, size, tasks = rows[c.JOB_LAST_DURATION], rows[c.JOB_LAST_SIZE], rows[c.JOB_LAST_TASK_STATUS]
+        errors = rows[c.JOB_LAST_ERROR]
         for _, job in sorted(snap.data.latest_jobs().items()):
             labels = (*self.vault, *job.item_key, job.operation)
             _add_enum(status, labels, KNOWN_STATUSES, job.status, options.all_states)
             if options.job_info:
                 info.append(((*labels, job.job_id, job.job_type, job.container_name, job.workload_type), 1.0))
+            if job.status == FAILED:
+                # Bounded: one series per failed latest job; it goes when a newer job of the series starts.
+                code, title = (job.error.code, job.error.title) if job.error else ("", "")
+                errors.append(((*labels, job.job_id, code, title), 1.0))
             if job.start is not None:
                 start.append((labels, job.start))
             if job.end is not None and job.finished:

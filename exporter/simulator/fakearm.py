@@ -827,9 +827,16 @@ _DEFAULT_MANAGEMENT_TYPE = {
     "AzureWorkloadJob": "AzureWorkload", "DpmJob": "DPM", "MabJob": "MAB",
 }
 _DEFAULT_WORKLOAD_TYPE = {"AzureWorkloadJob": "SQLDataBase", "DpmJob": "SQLDB", "MabJob": "FileFolder"}
-# No source captured a failed job's errorDetails (azure-api.md 1.8): the code and text are illustrative,
-# the shapes follow the spec per job type (1.7).
+# No recording captured a failed Recovery Services job's errorDetails (azure-api.md 1.8): the shapes follow the
+# spec per job type (1.7: errorCode int32, errorTitle only for IaaS VM and workload jobs, no code for MAB and DPM);
+# the numeric code is illustrative, the default titles are codes Microsoft documents for the failures the demo's
+# messages describe (docs/runbook.md, "Error codes"). The LIST and the GET both carry them, as the spec's one Job
+# model and Resource Graph's job rows (which Microsoft's Backup Explorer reads errorDetails[0].errorTitle from) do.
 _ILLUSTRATIVE_ERROR_CODE = 400001
+_DEFAULT_ERROR_TITLE = {
+    "AzureIaaSVMJob": "GuestAgentSnapshotTaskStatusError", "AzureIaaSVMJobV2": "GuestAgentSnapshotTaskStatusError",
+    "AzureWorkloadJob": "UserErrorSQLLSNValidationFailure",
+}
 _RECOMMENDATION = "Retry the operation after some time. If the issue persists, contact Microsoft support."
 
 
@@ -849,6 +856,8 @@ class _JobSpec:
     container: str | None
     workload_type: str | None
     error: str | None
+    error_code: int | None = None
+    error_title: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -866,10 +875,13 @@ def make_job(job_id: str, *, vault: FakeVault, item: str, operation: str = "Back
              duration_format: Literal["iso", "dotnet"] = "iso", size: str | None = None,
              tasks: list[tuple[str, str]] | None = None, container: str | None = None,
              workload_type: str | None = None, error: str | None = None,
+             error_code: int | None = None, error_title: str | None = None,
              now: datetime | None = None) -> Json:
     """A JobResource in the exact shape of real payloads, as GET returns it (LIST strips extendedInfo).
 
     backup_management_type defaults to the job type's own (AzureIaasVM for IaaS jobs; VaultJob has none).
+    error: a failed job's errorString; error_code and error_title its errorCode and errorTitle where its job type
+    has them (default: an illustrative code, a documented title per job type).
     duration defaults to end - start (now - start while running) in `duration_format`.
     """
     start_ticks = to_ticks(start) + _sub_microsecond_digit(job_id, "start")
@@ -880,7 +892,7 @@ def make_job(job_id: str, *, vault: FakeVault, item: str, operation: str = "Back
         duration = iso_duration(elapsed) if duration_format == "iso" else dotnet_duration(elapsed)
     spec = _JobSpec(job_id, vault, item, operation, status, job_type, start_ticks, end_ticks, duration, size,
                     tuple(tasks) if tasks is not None else None, container,
-                    workload_type or _DEFAULT_WORKLOAD_TYPE.get(job_type), error)
+                    workload_type or _DEFAULT_WORKLOAD_TYPE.get(job_type), error, error_code, error_title)
     management_type = backup_management_type or _DEFAULT_MANAGEMENT_TYPE.get(job_type)
     properties: Json = {"jobType": job_type, **_type_specific_properties(spec), "entityFriendlyName": item}
     if management_type:
@@ -926,9 +938,9 @@ def _actions_info(spec: _JobSpec) -> Json:
 def _error_details(spec: _JobSpec, *, code: bool, title: bool) -> Json:
     if not spec.error:
         return {}
-    detail: Json = {"errorCode": _ILLUSTRATIVE_ERROR_CODE} if code else {}
+    detail: Json = {"errorCode": spec.error_code or _ILLUSTRATIVE_ERROR_CODE} if code else {}
     if title:
-        detail["errorTitle"] = ""
+        detail["errorTitle"] = spec.error_title or _DEFAULT_ERROR_TITLE.get(spec.job_type, "")
     detail.update(errorString=spec.error, recommendations=[_RECOMMENDATION])
     return {"errorDetails": [detail]}
 
@@ -1523,12 +1535,14 @@ def _dpp_etag(ticks: int) -> str:
 
 
 def _dpp_error(message: str, code: str) -> Json:
-    """A UserFacingError in the shape of the recorded failed restore (one nested level kept)."""
-    def level(details: list[Json] | None) -> Json:
-        return {"code": code, "message": message, "recommendedAction": [_DPP_RECOMMENDED_ACTION], "target": "",
-                "innerError": None, "isRetryable": True, "isUserError": False, "properties": None,
-                "details": details}
-    return level([level(None)])
+    """A UserFacingError in the shape of the recorded failed restore (Jobs_List 2024-04-01,
+    tests/fixtures/azure/dataprotection/2024-04-01/azure-cli-recording.Jobs_List.failed-restore.item.json): the
+    same code and message nested three levels deep, keys in the wire's order, the innermost not retryable."""
+    def level(details: list[Json] | None, retryable: bool) -> Json:
+        return {"message": message, "recommendedAction": [_DPP_RECOMMENDED_ACTION], "details": details,
+                "code": code, "target": "", "innerError": None, "isRetryable": retryable, "isUserError": False,
+                "properties": None}
+    return level([level([level(None, False)], True)], True)
 
 
 def make_dpp_job(job_id: str, *, vault: FakeBackupVault, datasource_type: str, datasource_name: str,
