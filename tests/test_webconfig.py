@@ -22,6 +22,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 import requests
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -328,3 +329,38 @@ def test_only_a_success_is_remembered(password_hash: str) -> None:
 def test_malformed_authorization_headers_are_refused(header: str | None, password_hash: str) -> None:
     assert parse_basic_authorization(header) is None
     assert not BasicAuth({"prometheus": password_hash.encode()}).allows(header)
+
+
+# --- the documentation's examples -------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_example_is_a_web_config_this_exporter_accepts(tmp_path: Path, pki: Pki) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### Securing /metrics")[1].split("```yaml\n")[1].split("```")[0]
+    files = {"tls.crt": pki.server, "tls.key": pki.server.with_suffix(".key"), "client-ca.crt": pki.ca}
+    for name, source in files.items():
+        (tmp_path / name).write_bytes(source.read_bytes())
+    config = load_web_config(_web_config(tmp_path, example))
+    assert config.tls is not None and config.tls.client_auth_type == "RequireAndVerifyClientCert"
+    assert BasicAuth(config.users).allows(_basic("prometheus", "change-me"))
+
+
+def test_the_kubernetes_example_sets_the_setting_the_exporter_reads() -> None:
+    from exporter.settings import env_name  # noqa: PLC0415
+
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = doc.split("### HTTPS and basic auth on Kubernetes")[1].split("\n### ")[0]
+    deployment, monitor = yaml.safe_load_all(section.split("```yaml\n")[1].split("```")[0])
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    (env,) = container["env"]
+    assert env["name"] == env_name("web_config_file")
+    assert env["value"].startswith(container["volumeMounts"][0]["mountPath"] + "/")
+    assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "metrics", "scheme": "HTTPS"}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["basicAuth"] and endpoint["tlsConfig"]["ca"]
+    shipped = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "servicemonitor.yaml").read_text(encoding="utf-8"))
+    # The patch replaces the endpoints list whole: it must keep what the shipped one sets.
+    for key, value in shipped["spec"]["endpoints"][0].items():
+        assert endpoint[key] == value, key
