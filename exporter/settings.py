@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     vaults_api_version: str = "2025-02-01"
     dataprotection_api_version: str = "2026-06-01"  # Backup vaults: jobs, instances, policies, the vaults
     listen_address: str = ":9934"
+    # exporter-toolkit's web config (TLS, client certificates, basic auth), read at start: webconfig.py.
+    web_config_file: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["logfmt", "json"] = "logfmt"
     # What /metrics exposes (README, "Series per item"): the collector switches (--collector.<name>) and
@@ -224,6 +226,11 @@ class Settings(BaseSettings):
     def _listen(cls, value: str) -> str:
         split_listen_address(value)
         return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _optional_path(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("log_level", mode="before")
     @classmethod
