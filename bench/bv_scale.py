@@ -52,6 +52,7 @@ PAGE = 200  # the fake's job page, as Recovery Services lists; the real Backup-v
 RATE_LIMIT, BURST = 20.0, 100.0  # the exporter's defaults (settings.py, wiring.py)
 SCRAPE_INTERVAL = 60.0  # Prometheus' default scrape interval
 _STATUS_ITEM = re.compile(r'^azure_backup_job_last_status\{.*?backup_item="([^"]+)"', re.MULTILINE)
+VAULT_READS_PER_HOUR = 4  # the vault's own resource, every 3 ITEMS_REFRESH_INTERVALs (issue 20, vault_base.py)
 ESTATES = {"S": (5, 50), "M": (20, 100), "L": (200, 100)}  # vaults x instances per vault
 
 
@@ -100,6 +101,8 @@ def _operation(path: str) -> str:
     tail = path.rstrip("/").rsplit("/", 2)
     if tail[-1] in ("backupJobs", "backupInstances", "backupPolicies", "recoveryPoints", "backupVaults"):
         return tail[-1]
+    if tail[-2] == "backupVaults":
+        return "backupVaults/{name}"
     return "backupJobs/{id}" if tail[-2] == "backupJobs" else "other"
 
 
@@ -195,17 +198,17 @@ def model_per_hour(vaults: int, instances: int, subscriptions: int, after: bool)
     every 5 minutes; the instances and policies every second list, because the items come due a moment after
     the list that could take them (both intervals are 5 minutes, and the items age from their own list, later
     than the refresh's start); one detail GET per new job (at 5 minutes a job is mostly first seen finished);
-    the Backup vaults' discovery list."""
+    the vault's own resource every 3 items intervals (issue 20: at most 4); the Backup vaults' discovery list."""
     pages = math.ceil(DAYS * instances / PAGE)
     if not after:
         return vaults * (60 * pages + 12 * (2 + instances) + 2 * instances / 24) + 2 * subscriptions
-    return vaults * (12 * pages + 6 * 2 + instances / 24) + subscriptions
+    return vaults * (12 * pages + 6 * 2 + instances / 24 + VAULT_READS_PER_HOUR) + subscriptions
 
 
 def model_cold_calls(vaults: int, instances: int, after: bool) -> int:
-    """A vault's cold refresh: every job page, the latest job of each instance, instances, policies, and
-    before issue 19 a recovery-point list per instance."""
-    return vaults * (math.ceil(DAYS * instances / PAGE) + instances + 2 + (0 if after else instances))
+    """A vault's cold refresh: every job page, the latest job of each instance, instances, policies, the vault
+    itself (issue 20), and before issue 19 a recovery-point list per instance."""
+    return vaults * (math.ceil(DAYS * instances / PAGE) + instances + 3 + (0 if after else instances))
 
 
 def peak_rss_mb() -> float:

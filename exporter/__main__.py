@@ -25,6 +25,7 @@ from .settings import (
     split_listen_address,
     unknown_environment,
 )
+from .webconfig import BasicAuth, ServerTls, WebConfig, WebConfigError, load_web_config
 from .wiring import build
 
 log = logging.getLogger("exporter")
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Every setting is also read from AZURE_BACKUP_EXPORTER_<NAME>; flags win.")
     parser.add_argument("--config.file", dest="config_file", type=Path, help="YAML file with settings")
     parser.add_argument("--web.listen-address", dest="listen_address", help="host:port to serve on")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                        help=f"{env_name('web_config_file')}: TLS and basic authentication, exporter-toolkit's "
+                             "format (README, Securing /metrics)")
     parser.add_argument("--shard", dest="shard_spec", metavar="I/N",
                         help="watch only shard I of N (AZURE_BACKUP_EXPORTER_SHARD and _SHARDS)")
     for name, field in Settings.model_fields.items():
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
             collector = name.removeprefix(COLLECTOR_PREFIX).replace("_", "-")
             parser.add_argument(f"--collector.{collector}", dest=name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{env_name(name)} (default: {'on' if field.default else 'off'})")
-        elif name not in ("listen_address", "shard", "shards"):
+        elif name not in ("listen_address", "web_config_file", "shard", "shards"):
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE",
                                 help=f"{env_name(name)} (default: "
                                      f"{_default_text(field.get_default(call_default_factory=True))})")
@@ -89,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         notes = "".join(f"; {describe_unknown_variable(*item)}" for item in unknown_env.items())
         print(f"azure-backup-exporter: {exc}{notes}", file=sys.stderr)
         return 2
+    try:
+        web = load_web_config(Path(settings.web_config_file)) if settings.web_config_file else WebConfig()
+    except WebConfigError as exc:
+        print(f"azure-backup-exporter: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     for name, closest in unknown_env.items():
         log.warning("%s", describe_unknown_variable(name, closest))
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if demo is not None:
         log.warning("DEMO MODE: the data is SIMULATED by a fake Azure on %s; nothing here is real", demo.arm_url)
     try:
-        return run_once(settings) if args.once else run_server(settings)
+        return run_once(settings) if args.once else run_server(settings, web)
     finally:
         if demo is not None:
             demo.stop()
@@ -135,18 +144,21 @@ def run_once(settings: Settings) -> int:
     return 0 if any(snap.success for snap in exporter.refresher.snapshots()) else 1
 
 
-def run_server(settings: Settings) -> int:
+def run_server(settings: Settings, web: WebConfig | None = None) -> int:
+    web = web or WebConfig()
     exporter = build(settings)
     refresher = exporter.refresher
     host, port = split_listen_address(settings.listen_address)
     app = ExporterApp(exporter, lambda: [s.ref.path for s in refresher.snapshots()],
-                      settings.scrape_timeout.total_seconds())
+                      settings.scrape_timeout.total_seconds(), BasicAuth(web.users) if web.users else None)
     try:
-        server, _ = serve(app, host, port)
-    except OSError as exc:
+        server, _ = serve(app, host, port, ServerTls(web.tls) if web.tls else None)
+    except (OSError, WebConfigError) as exc:
         log.error("cannot listen on %s: %s", settings.listen_address, exc)
         return 1
-    log.info("azure-backup-exporter %s listening on %s; settings: %s", __version__, settings.listen_address,
+    log.info("azure-backup-exporter %s listening on %s (%s, %s); settings: %s", __version__,
+             settings.listen_address, "https" if web.tls else "http",
+             f"basic auth for {len(web.users)} users" if web.users else "no basic auth",
              json.dumps(settings.effective()))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

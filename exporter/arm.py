@@ -238,6 +238,14 @@ class ArmClient:
         url = self.url(f"{vault.path}/backupJobs/{job_id}", **{"api-version": self.jobs_api_version})
         return self.get_json("jobs_get", url)
 
+    def list_item_recovery_points(self, vault: VaultRef, container_name: str,
+                                  item_name: str) -> Iterator[Mapping[str, Any]]:
+        """A protected item's recovery points, unfiltered (the form Microsoft documents with its answer: the
+        distinct points and, for a database, the log ranges)."""
+        path = (f"{vault.path}/backupFabrics/Azure/protectionContainers/{quote(container_name, safe='')}"
+                f"/protectedItems/{quote(item_name, safe='')}/recoveryPoints")
+        return self.paged("item_recovery_points_list", self.url(path, **{"api-version": self.jobs_api_version}))
+
     # Backup vaults (Microsoft.DataProtection): one api-version for every operation; the job list takes no
     # $filter (every retained job, about 14 days, comes back each time).
 

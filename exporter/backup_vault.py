@@ -31,7 +31,7 @@ from .dataprotection import (
 )
 from .identity import ItemKey, folded
 from .listing import first_reach
-from .models import ErrorSink, Job, ProtectedItem, VaultRef
+from .models import DiscoveredVault, ErrorSink, Job, ProtectedItem, VaultRef
 from .policy import PolicyIntervals
 from .vault_base import Resource, VaultBase
 
@@ -52,9 +52,11 @@ class BackupVault(VaultBase):
         self.newest_points: dict[str, float] = {}  # by instance (ARM name): its newest recovery point, Unix s
         self.points_listed_at: dict[str, float] = {}  # by instance: time.monotonic() of its last points list
 
-    def _location(self, client: ArmClient, on_error: ErrorSink) -> str:
-        discovered = parse_backup_vault(client.get_backup_vault(self.ref), on_error)
-        return discovered.location if discovered else ""
+    def _get_vault(self, client: ArmClient) -> Resource:
+        return client.get_backup_vault(self.ref)
+
+    def _parse_vault(self, resource: Resource, on_error: ErrorSink) -> DiscoveredVault | None:
+        return parse_backup_vault(resource, on_error)
 
     def _list_job_resources(self, client: ArmClient, now: datetime) -> Iterable[Resource]:
         self.list_window_start = float("-inf")  # every job Azure keeps is listed: none is outside the list

@@ -53,6 +53,12 @@ JOB_LAST_INFO = _spec(
     "azure_backup_job_last_info", "gauge",
     (*JOB_LABELS, "job_id", "job_type", "container_name", "workload_type"),
     "Identity of the latest job of each backup item and operation; always 1." + CACHE_NOTE, "job-info")
+JOB_LAST_ERROR = _spec(
+    "azure_backup_job_last_error_info", "gauge", (*JOB_LABELS, "job_id", "error_code", "error_title"),
+    "Why the latest job of each backup item and operation failed, while that job is Failed (no series "
+    "otherwise); always 1. error_code is Azure's code (Recovery Services: the number, e.g. 400006; Backup vaults: "
+    "the code string), error_title its symbolic name (e.g. UserErrorVmNotFound; Backup vaults: the code again); "
+    "both empty until the job's errorDetails are read, and for jobs that carry no code (MARS, DPM)." + CACHE_NOTE)
 JOB_LAST_START = _spec(
     "azure_backup_job_last_start_timestamp_seconds", "gauge", JOB_LABELS,
     "Start time of the latest job of each backup item and operation, in Unix seconds." + CACHE_NOTE)
@@ -126,7 +132,8 @@ ITEM_EXPECTED_INTERVAL = _spec(
     "azure_backup_item_expected_backup_interval_seconds", "gauge", (*ITEM_LABELS, "kind"),
     "Longest time between two scheduled backups of the item, per kind (full, differential, log, ...), from "
     "its backup policy's schedule; absent where no policy or schedule is known, and for kinds whose scheduled "
-    "backups Azure does not list (a SQL database's log backups, any SAP HANA backup)." + ITEMS_CACHE_NOTE)
+    "backups Azure does not list (a SQL database's log backups, any SAP HANA backup) until the database's "
+    "recovery points have shown that kind." + ITEMS_CACHE_NOTE)
 ITEM_WATCHED_SINCE = _spec(
     "azure_backup_item_watched_since_timestamp_seconds", "gauge", ITEM_LABELS,
     "Since when this exporter process has watched the item's backups, in Unix seconds: the later of its "
@@ -137,6 +144,18 @@ VAULT_INFO = _spec(
     "azure_backup_vault_info", "gauge", (*VAULT_LABELS, "location"),
     "One series per watched vault, a Recovery Services vault (vault_type recovery_services) or a Backup vault "
     "(vault_type backup); always 1.")
+VAULT_SECURITY_INFO = _spec(
+    "azure_backup_vault_security_info", "gauge",
+    (*VAULT_LABELS, "soft_delete", "immutability", "multi_user_authorization"),
+    "How the vault guards its backups against deletion, from the vault resource (read every 3 items "
+    "intervals); always 1. soft_delete: on, off or always_on; immutability: disabled, unlocked or locked; "
+    "multi_user_authorization: enabled or disabled (a Backup vault's resource guard); empty where the vault "
+    "does not say.")
+VAULT_SECURITY_LEVEL = _spec(
+    "azure_backup_vault_security_level", "gauge", (*VAULT_LABELS, "setting"),
+    "Strength of each guard of azure_backup_vault_security_info, higher is stronger, so that a lower value "
+    "than a day ago is a weakening: soft_delete off 0, on 1, always_on 2; immutability disabled 0, unlocked "
+    "1, locked 2; multi_user_authorization disabled 0, enabled 1; soft_delete_retention_days the days.")
 VAULT_SCRAPE_SUCCESS = _spec(
     "azure_backup_vault_scrape_success", "gauge", VAULT_LABELS,
     "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")
@@ -198,14 +217,14 @@ PROCESS = (
 
 # The families rendered from each vault's job and item data, in exposition order.
 VAULT_DATA: tuple[MetricSpec, ...] = (
-    JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
+    JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_ERROR, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
     ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, ITEM_WATCHED_SINCE,
 )
 
 CATALOGUE: tuple[MetricSpec, ...] = (
-    *VAULT_DATA, VAULT_INFO, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
+    *VAULT_DATA, VAULT_INFO, VAULT_SECURITY_INFO, VAULT_SECURITY_LEVEL, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
     VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
     DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
     SHARD_INFO, BUILD_INFO, *PROCESS,

@@ -21,6 +21,7 @@ from . import catalogue as c
 from .dataprotection import DPP_HEALTH_STATUSES, DPP_PROTECTION_STATES
 from .models import (
     BACKUP,
+    FAILED,
     ITEM_BACKUP_STATUSES,
     ITEM_HEALTH_STATUSES,
     KNOWN_STATUSES,
@@ -68,8 +69,15 @@ class BackupCollector(Collector):
         """Vault refresh outcomes and the exporter's own state: they change on every refresh."""
         info, success, error = _gauge(c.VAULT_INFO), _gauge(c.VAULT_SCRAPE_SUCCESS), _gauge(c.VAULT_SCRAPE_ERROR)
         duration, refreshed = _gauge(c.VAULT_SCRAPE_DURATION), _gauge(c.VAULT_LAST_REFRESH)
+        security, levels = _gauge(c.VAULT_SECURITY_INFO), _gauge(c.VAULT_SECURITY_LEVEL)
         for snap in snapshots:
             info.add_metric([*snap.ref.labels, snap.location], 1)
+            if snap.security is not None and snap.security.reported:
+                guards = snap.security
+                security.add_metric([*snap.ref.labels, guards.soft_delete, guards.immutability,
+                                     guards.multi_user_authorization], 1)
+                for setting, level in guards.levels().items():
+                    levels.add_metric([*snap.ref.labels, setting], level)
             if snap.success is None:
                 continue  # not refreshed yet: no verdict to report
             success.add_metric(snap.ref.labels, 1 if snap.success else 0)
@@ -88,7 +96,7 @@ class BackupCollector(Collector):
         shard.add_metric([str(settings.shard), str(settings.shards)], 1)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        return [info, success, error, duration, refreshed, discovery, up, shard, build]
+        return [info, security, levels, success, error, duration, refreshed, discovery, up, shard, build]
 
 
 @dataclass(frozen=True)
@@ -150,11 +158,16 @@ class VaultRows:
         status, info, start, end = (rows[c.JOB_LAST_STATUS], rows[c.JOB_LAST_INFO], rows[c.JOB_LAST_START],
                                     rows[c.JOB_LAST_END])
         duration, size, tasks = rows[c.JOB_LAST_DURATION], rows[c.JOB_LAST_SIZE], rows[c.JOB_LAST_TASK_STATUS]
+        errors = rows[c.JOB_LAST_ERROR]
         for _, job in sorted(snap.data.latest_jobs().items()):
             labels = (*self.vault, *job.item_key, job.operation)
             _add_enum(status, labels, KNOWN_STATUSES, job.status, options.all_states)
             if options.job_info:
                 info.append(((*labels, job.job_id, job.job_type, job.container_name, job.workload_type), 1.0))
+            if job.status == FAILED:
+                # Bounded: one series per failed latest job; it goes when a newer job of the series starts.
+                code, title = (job.error.code, job.error.title) if job.error else ("", "")
+                errors.append(((*labels, job.job_id, code, title), 1.0))
             if job.start is not None:
                 start.append((labels, job.start))
             if job.end is not None and job.finished:

@@ -47,13 +47,19 @@ class Successes:
 
 
 def last_successes(from_jobs: Mapping[KindKey, float], items: Iterable[ProtectedItem], directory: ItemDirectory,
-                   deleted: frozenset[ItemKey]) -> Successes:
+                   deleted: frozenset[ItemKey],
+                   from_points: Mapping[ItemKey, Mapping[str, float]] | None = None) -> Successes:
     """Jobs' last successes (by the item as the job names it) joined to their items, with each item's own
-    record where that is newer (it survives restarts and the LOOKBACK horizon); none for deleted items."""
+    record and its recovery points (`from_points`: a database's newest backup per kind) where those are newer
+    (they survive restarts and the LOOKBACK horizon, and show the backups no job is listed for); none for
+    deleted items."""
     by_kind: dict[KindKey, float] = {}
     for (own_key, kind), ended in from_jobs.items():
         key = directory.resolve(own_key)
         by_kind[(key, kind)] = max(by_kind.get((key, kind), 0.0), ended)
+    for key, kinds in (from_points or {}).items():
+        for kind, ended in kinds.items():
+            by_kind[(key, kind)] = max(by_kind.get((key, kind), 0.0), ended)
     any_kind: dict[ItemKey, float] = {}
     for (key, _), ended in by_kind.items():
         any_kind[key] = max(any_kind.get(key, 0.0), ended)
@@ -72,17 +78,21 @@ def last_successes(from_jobs: Mapping[KindKey, float], items: Iterable[Protected
     return Successes(any_kind, by_kind)
 
 
-def expected_intervals(items: Iterable[ProtectedItem], policies: Mapping[str, PolicyIntervals]) -> dict[KindKey, float]:
+def expected_intervals(items: Iterable[ProtectedItem], policies: Mapping[str, PolicyIntervals],
+                       from_points: Mapping[ItemKey, frozenset[str]] | None = None) -> dict[KindKey, float]:
     """Each item's time between two scheduled backups per kind, from its policy (looked up by name, without
-    regard to case), for the kinds whose successes Azure reports (`success_reported`); nothing for an item
-    whose policy is unknown or has no readable schedule."""
+    regard to case), for the kinds whose successes Azure reports (`success_reported`) or the item's recovery
+    points tell (`from_points`: the kinds by item); nothing for an item whose policy is unknown or has no
+    readable schedule."""
     expected: dict[KindKey, float] = {}
+    points = from_points or {}
     for item in items:
         policy = policies.get(item.policy.lower()) if item.policy else None
         if policy is None:
             continue
+        told = points.get(item.item_key, frozenset())
         for kind, seconds in policy.intervals.items():
-            if success_reported(item, kind):
+            if success_reported(item, kind) or kind in told:
                 expected[(item.item_key, kind)] = seconds
     return expected
 

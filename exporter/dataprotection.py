@@ -31,7 +31,19 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
-from .models import BACKUP, DiscoveredVault, ErrorSink, Job, ProtectedItem, Task, _optional, _text, parse_vault
+from .models import (
+    BACKUP,
+    DiscoveredVault,
+    ErrorSink,
+    Job,
+    JobError,
+    ProtectedItem,
+    Task,
+    _optional,
+    _text,
+    error_identifier,
+    parse_vault,
+)
 from .parsing import parse_duration, parse_timestamp
 from .policy import PolicyIntervals, policy_name_of
 
@@ -260,7 +272,34 @@ def parse_dpp_job(resource: Mapping[str, Any], on_error: ErrorSink) -> Job | Non
         size_bytes=_transferred_bytes(info, on_error),
         tasks=_sub_tasks(info, on_error),
         named_as=named_as,
+        error=_job_error(props.get("errorDetails"), job_id, on_error),
     )
+
+
+def _job_error(details: Any, job_id: str, on_error: ErrorSink) -> JobError | None:
+    """A failed job's errorDetails, UserFacingError[] ({code, message, recommendedAction[], details[], ...}; a
+    real failed restore, LIST 2024-04-01, nests the same code three levels deep): the first error's code, or
+    the first nested code when the top one is empty. The title is the code again: Backup vaults have no
+    separate symbolic title, and the alerts and runbook read one field for both kinds of vault."""
+    if not details:
+        return None
+    first = details[0] if isinstance(details, list) else details
+    if not isinstance(first, Mapping):
+        on_error("errorDetails")
+        return None
+    code = error_identifier(_first_code(first), "code", on_error)
+    log.debug("job %s failed with %s: %r", job_id, code, first.get("message"))
+    return JobError(code, code)
+
+
+def _first_code(error: Mapping[str, Any], depth: int = 0) -> Any:
+    """The error's own code, else its first nested detail's (at most a few levels: Azure nests three)."""
+    if error.get("code") or depth >= 5:
+        return error.get("code")
+    nested = error.get("details")
+    if isinstance(nested, list) and nested and isinstance(nested[0], Mapping):
+        return _first_code(nested[0], depth + 1)
+    return error.get("code")
 
 
 def _resource_id(info: Mapping[str, Any]) -> str:

@@ -114,4 +114,5 @@ def _keep_details(previous: Job | None, listed: Job) -> Job:
         return listed
     if previous.finished and previous.status == listed.status:
         return previous  # a finished job's details never change
-    return replace(listed, size_bytes=previous.size_bytes, tasks=previous.tasks)
+    # A Recovery Services list may not carry errorDetails (no recording shows a failed job listed): keep GET's.
+    return replace(listed, size_bytes=previous.size_bytes, tasks=previous.tasks, error=listed.error or previous.error)

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 ErrorSink = Callable[[str], None]
 
-FINISHED_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Cancelled")
+FAILED = "Failed"
+FINISHED_STATUSES = ("Completed", "CompletedWithWarnings", FAILED, "Cancelled")
 # Known values of the protected-item enums: each gets a series (0 unless current); other values are added as seen.
 # lastBackupStatus is a job status for VMs and file shares, and Healthy/Unhealthy for workload (SQL, HANA) items.
 ITEM_BACKUP_STATUSES = ("Completed", "CompletedWithWarnings", "Failed", "Healthy", "Unhealthy", "IRPending")
@@ -110,6 +111,19 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class JobError:
+    """What Azure says went wrong with a job: bounded values only (the message text is unbounded, never a label).
+
+    code: Recovery Services' numeric errorCode as a string ("400006"), or a Backup vault's code string
+    ("UserErrorMissingRequiredPermissions"); "" where the job type has none (MAB and DPM jobs).
+    title: the symbolic name (Recovery Services' errorTitle, "UserErrorVmNotFound"; a Backup vault's code again).
+    """
+
+    code: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One backup job: the common fields of every jobType, plus details once fetched."""
 
@@ -128,6 +142,7 @@ class Job:
     size_bytes: float | None = None
     tasks: tuple[Task, ...] | None = None  # None: details not fetched (LIST carries none)
     named_as: tuple[str, str] = ("", "")  # (container, item) in the job's own words, before the join
+    error: JobError | None = None  # Azure's errorDetails, where the payload carried them
 
     @property
     def finished(self) -> bool:
@@ -159,8 +174,8 @@ class Job:
         return replace(self, container=key[1], item=key[2])
 
     def with_details(self, details: Job) -> Job:
-        """Take GET's newer common fields and its size and tasks."""
-        return replace(details, job_id=self.job_id)
+        """Take GET's newer common fields, its size, tasks and error (the list's error if GET has none)."""
+        return replace(details, job_id=self.job_id, error=details.error or self.error)
 
 
 def _text(value: Any) -> str:
@@ -214,7 +229,52 @@ def parse_job(resource: Mapping[str, Any], on_error: ErrorSink) -> Job | None:
         size_bytes=_size(props, on_error),
         tasks=_tasks(props, on_error),
         named_as=named_as,
+        error=_error(props, job_id, on_error),
     )
+
+
+def _error(props: Mapping[str, Any], job_id: str, on_error: ErrorSink) -> JobError | None:
+    """The first errorDetails entry (AzureIaaSVMErrorInfo, AzureStorageErrorInfo, AzureWorkloadErrorInfo, ...:
+    errorCode int32, errorTitle, errorString, recommendations); None when there is none (null, [] or absent).
+    A malformed entry or code is counted as 'errorDetails' and gives what parsed."""
+    details = props.get("errorDetails")
+    if not details:
+        return None
+    first = details[0] if isinstance(details, list) else None
+    if not isinstance(first, Mapping):
+        on_error("errorDetails")
+        return None
+    code = _error_code(first.get("errorCode"), on_error)
+    title = error_identifier(first.get("errorTitle"), "errorTitle", on_error)
+    # The message can be long and names the customer's resources: logs only, never a label.
+    log.debug("job %s failed with %s %s: %r", job_id, code, title, first.get("errorString"))
+    return JobError(code, title)
+
+
+def _error_code(raw: Any, on_error: ErrorSink) -> str:
+    """errorCode as a string: int32 in the spec; a numeric or symbolic string is taken as sent."""
+    if raw is None:
+        return ""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return error_identifier(raw, "errorCode", on_error)
+
+
+# Azure's codes and titles are identifiers (UserErrorGuestAgentStatusUnavailable: 36 characters); anything
+# longer or with spaces is text, which would make an unbounded label.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def error_identifier(raw: Any, field: str, on_error: ErrorSink) -> str:
+    """An error code or title as a label value; '' when absent, and counted as `field` when it is not an
+    identifier (a sentence, a number where a name belongs)."""
+    if raw is None or raw == "":
+        return ""
+    if isinstance(raw, str) and _IDENTIFIER.match(raw.strip()):
+        return sys.intern(raw.strip())
+    log.debug("dropping unusable %s=%r", field, raw)
+    on_error(field)
+    return ""
 
 
 def _extended_info(props: Mapping[str, Any]) -> Mapping[str, Any] | None:

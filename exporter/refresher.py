@@ -74,8 +74,11 @@ class Refresher:
         self.on_refreshed: Callable[[VaultSnapshot], None] | None = None  # e.g. pre-render the vault
 
     def _new_state(self, ref: VaultRef, location: str = "") -> Vault:
-        kind = BackupVault if ref.kind == BACKUP else RecoveryServicesVault
-        return kind(ref, self.settings.lookback, location, self.clock, self.settings.items_refresh_interval)
+        if ref.kind == BACKUP:
+            return BackupVault(ref, self.settings.lookback, location, self.clock, self.settings.items_refresh_interval)
+        return RecoveryServicesVault(ref, self.settings.lookback, location, self.clock,
+                                     self.settings.items_refresh_interval,
+                                     points_interval=self.settings.database_recovery_points_interval)
 
     # --- what the collector reads ----------------------------------------------------------------
 

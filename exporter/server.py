@@ -1,10 +1,16 @@
-"""The HTTP server: landing page, /metrics (refreshing what is due first), health and readiness."""
+"""The HTTP server: landing page, /metrics (refreshing what is due first), health and readiness.
+
+With --web.config.file (webconfig.py) it serves HTTPS and asks for basic authentication on every path but
+the probes' /-/healthy and /-/ready, which tell nothing about the estate.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import html
+import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +23,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from . import __version__
+from .webconfig import HANDSHAKE_TIMEOUT, BasicAuth, ServerTls
 
 if TYPE_CHECKING:
     from .wiring import Exporter
@@ -24,6 +31,9 @@ if TYPE_CHECKING:
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
 DEADLINE_MARGIN = 0.5  # seconds kept back from Prometheus' scrape timeout for rendering and the network
+# Open without basic authentication: kubelet's probes carry no password, and these say only "OK"/"Ready".
+OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
+log = logging.getLogger("exporter.web")
 
 
 def scrape_deadline(environ: Environ, default_timeout: float, now: float) -> float:
@@ -37,7 +47,9 @@ def scrape_deadline(environ: Environ, default_timeout: float, now: float) -> flo
 
 
 class ExporterApp:
-    def __init__(self, exporter: Exporter, vault_names: Callable[[], list[str]], default_timeout: float) -> None:
+    def __init__(self, exporter: Exporter, vault_names: Callable[[], list[str]], default_timeout: float,
+                 auth: BasicAuth | None = None) -> None:
+        self.auth = auth
         self.refresher = exporter.refresher
         self.exposition = exporter.exposition
         self.registry_app = make_wsgi_app(exporter.registry)
@@ -46,6 +58,10 @@ class ExporterApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        if self.auth is not None and path not in OPEN_PATHS and not self.auth.allows(
+                environ.get("HTTP_AUTHORIZATION")):
+            # Before anything else: a caller without the password neither reads nor starts a refresh.
+            return _unauthorized(start_response)
         if path == "/metrics":
             self.refresher.refresh_due(scrape_deadline(environ, self.default_timeout, time.monotonic()))
             return self._metrics(environ, start_response)
@@ -92,12 +108,38 @@ def _text(start_response: StartResponse, status: str, body: str,
     return [data]
 
 
+def _unauthorized(start_response: StartResponse) -> list[bytes]:
+    data = b"Unauthorized\n"
+    start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                        ("Content-Length", str(len(data))),
+                                        ("WWW-Authenticate", 'Basic realm="azure-backup-exporter", charset="UTF-8"')])
+    return [data]
+
+
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls: ServerTls | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        return (sock if self.tls is None else self.tls.wrap(sock)), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A refused handshake (no client certificate, plain HTTP on the TLS port, a scanner) is the client's
+        # problem: one debug line, not socketserver's traceback on stderr.
+        log.debug("connection from %s failed", client_address, exc_info=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            # In the request's own thread, with a deadline: a client that stalls the handshake holds only itself.
+            self.request.settimeout(HANDSHAKE_TIMEOUT)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -106,10 +148,11 @@ class _ThreadingServerV6(_ThreadingServer):
     address_family = socket.AF_INET6
 
 
-def serve(app: ExporterApp, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-    """Start serving in a thread; returns the server (for shutdown) and its thread."""
+def serve(app: ExporterApp, host: str, port: int, tls: ServerTls | None = None) -> tuple[WSGIServer, threading.Thread]:
+    """Start serving in a thread (HTTPS with `tls`); returns the server (for shutdown) and its thread."""
     server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
     server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    server.tls = tls
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     return server, thread

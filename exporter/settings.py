@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # often than a Recovery Services vault's (issue 19).
     backup_vault_refresh_interval: Interval = timedelta(minutes=5)
     items_refresh_interval: Interval = timedelta(minutes=5)
+    # How often each database's recovery points are listed, for the backups the job list leaves out (scheduled
+    # log backups, SAP HANA's scheduled backups): one call per such database; 0 turns it off.
+    database_recovery_points_interval: Interval = timedelta(minutes=30)
     discovery_interval: Interval = timedelta(hours=1)
     scrape_timeout: Interval = timedelta(seconds=10)
     cloud: str = "AzureCloud"
@@ -122,6 +125,8 @@ class Settings(BaseSettings):
     vaults_api_version: str = "2025-02-01"
     dataprotection_api_version: str = "2026-06-01"  # Backup vaults: jobs, instances, policies, the vaults
     listen_address: str = ":9934"
+    # exporter-toolkit's web config (TLS, client certificates, basic auth), read at start: webconfig.py.
+    web_config_file: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["logfmt", "json"] = "logfmt"
     # What /metrics exposes (README, "Series per item"): the collector switches (--collector.<name>) and
@@ -173,13 +178,14 @@ class Settings(BaseSettings):
         return [s.lower() for s in value]
 
     @field_validator("lookback", "refresh_interval", "backup_vault_refresh_interval", "items_refresh_interval",
-                     "discovery_interval", "scrape_timeout", "request_timeout", mode="before")
+                     "discovery_interval", "scrape_timeout", "request_timeout", "database_recovery_points_interval",
+                     mode="before")
     @classmethod
     def _interval(cls, value: Any) -> timedelta:
         return parse_interval(value)
 
     @field_validator("lookback", "refresh_interval", "backup_vault_refresh_interval", "items_refresh_interval",
-                     "discovery_interval", "scrape_timeout", "request_timeout")
+                     "discovery_interval", "scrape_timeout", "request_timeout", "database_recovery_points_interval")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
@@ -224,6 +230,11 @@ class Settings(BaseSettings):
     def _listen(cls, value: str) -> str:
         split_listen_address(value)
         return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _optional_path(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("log_level", mode="before")
     @classmethod

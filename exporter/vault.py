@@ -22,6 +22,7 @@ from .coverage import KindKey
 from .identity import ItemKey, folded
 from .models import ErrorSink, Job, ProtectedItem, VaultRef
 from .stats import DURATION_BUCKETS, FinishedStats
+from .vault_security import VaultSecurity
 
 __all__ = ["DURATION_BUCKETS", "ListedJobs", "SeriesKey", "Vault", "VaultData", "VaultSnapshot", "error_labels",
            "latest_by_series"]
@@ -71,6 +72,7 @@ class VaultSnapshot:
     duration: float = 0.0
     last_refresh: float | None = None  # when the vault's jobs were last refreshed successfully
     error: tuple[str, str] | None = None  # the last refresh's failure: HTTP status ("none": no answer), Azure code
+    security: VaultSecurity | None = None  # the vault's guards against deletion; None until the vault is read
 
 
 class Vault(Protocol):

@@ -21,13 +21,16 @@ from .coverage import deleted_items, expected_intervals, last_successes
 from .details import DetailsPolicy
 from .identity import ItemDirectory, ItemKey, folded
 from .jobbook import JobBook
-from .models import ErrorSink, Job, ProtectedItem, VaultRef, with_distinct_identities
+from .models import DiscoveredVault, ErrorSink, Job, ProtectedItem, VaultRef, with_distinct_identities
 from .policy import PolicyIntervals
 from .vault import ListedJobs, VaultData, VaultSnapshot, error_labels
+from .vault_security import VaultSecurity, parse_vault_security
 
 log = logging.getLogger(__name__)
 
 Resource = Mapping[str, Any]
+# The vault resource is read again every this many ITEMS_REFRESH_INTERVALs (15 minutes at the default 5m).
+VAULT_READ_ITEMS_INTERVALS = 3
 
 
 class VaultBase:
@@ -56,11 +59,17 @@ class VaultBase:
         self.listed_until: datetime | None = None
         self.list_window_start = float("-inf")  # the oldest start a list still covers (Unix seconds)
         self.snapshot = VaultSnapshot(ref, location)
+        self.security: VaultSecurity | None = None  # from the vault resource (vault_security.py)
+        self.vault_read_at: float | None = None  # time.monotonic() of the last read of the vault resource
         self.unknown_values: set[tuple[str, str]] = set()  # (field, value) already counted by count_unknown_once
 
     # --- what a vault kind provides --------------------------------------------------------------
 
-    def _location(self, client: ArmClient, on_error: ErrorSink) -> str:
+    def _get_vault(self, client: ArmClient) -> Resource:
+        """The vault resource itself (its location, its security settings)."""
+        raise NotImplementedError
+
+    def _parse_vault(self, resource: Resource, on_error: ErrorSink) -> DiscoveredVault | None:
         raise NotImplementedError
 
     def _list_job_resources(self, client: ArmClient, now: datetime) -> Iterable[Resource]:
@@ -83,6 +92,14 @@ class VaultBase:
         """Recovery points of the items whose backups the job list does not show, listed in the details half
         of a refresh, after the jobs' statuses are out, so they never hold those back. None by default."""
 
+    def _point_successes(self) -> Mapping[ItemKey, Mapping[str, float]]:
+        """The newest backup of each kind the recovery points showed, by item (none by default)."""
+        return {}
+
+    def _point_kinds(self) -> Mapping[ItemKey, frozenset[str]]:
+        """The kinds whose freshness the recovery points tell, by item: their intervals are exported."""
+        return {}
+
     def _keep_listed(self, job: Job, now: datetime) -> bool:
         """Whether a listed job is merged (a kind whose list cannot be filtered drops old jobs here)."""
         del job, now
@@ -104,8 +121,8 @@ class VaultBase:
         started = time.perf_counter()
         now = self.clock()
         try:
-            if not self.location:
-                self.location = self._location(client, on_error)
+            if not self.location or self._vault_read_due():
+                self._read_vault(client, on_error)
             self.items_error = self._list_items_if_due(client, on_error)
             listed: dict[str, Job] = {}
             for resource in self._list_job_resources(client, now):
@@ -147,22 +164,25 @@ class VaultBase:
     def mark_failed(self, duration: float, exc: Exception | None = None) -> None:
         """A failed refresh: keep the last published data, flag the failure and say what it was."""
         self.snapshot = replace(self.snapshot, location=self.location, success=False, duration=duration,
-                                error=error_labels(exc))
+                                error=error_labels(exc), security=self.security)
 
     def _publish(self, success: bool | None, duration: float, refreshed: float | None,
                  error: tuple[str, str] | None = None) -> None:
         jobs = tuple(self.book.jobs.values())
         deleted = deleted_items(jobs, self.items, self.gone) if self.items_listed_at is not None else frozenset()
-        successes = last_successes(self.book.successes, self.items, self.book.directory, deleted)
+        successes = last_successes(self.book.successes, self.items, self.book.directory, deleted,
+                                   self._point_successes())
         data = VaultData(jobs, self.items, MappingProxyType(successes.any_kind), self.book.stats.copy(),
                          MappingProxyType(successes.by_kind),
-                         MappingProxyType(expected_intervals(self.items, self.policies)), deleted,
+                         MappingProxyType(expected_intervals(self.items, self.policies, self._point_kinds())),
+                         deleted,
                          MappingProxyType(self._watched_since()))
         if data == self.snapshot.data:
             data = self.snapshot.data  # unchanged: keep the identity, so the rendered text is reused
         self.snapshot = VaultSnapshot(self.ref, self.location, data, success, duration,
                                       refreshed if refreshed is not None else self.snapshot.last_refresh,
-                                      (error or self.snapshot.error) if success is False else None)
+                                      (error or self.snapshot.error) if success is False else None,
+                                      self.security)
 
     def _watched_since(self) -> dict[ItemKey, float]:
         """Since when each listed item's backups are watched: the later of the vault's first job list and the
@@ -172,6 +192,34 @@ class VaultBase:
             return {}
         return {item.item_key: max(started, self.first_seen.get(folded(item.item_key), started))
                 for item in self.items}
+
+    # --- the vault resource ------------------------------------------------------------------------
+
+    def _vault_read_due(self) -> bool:
+        """The vault itself is read again every VAULT_READ_ITEMS_INTERVALS items intervals: its guards change
+        seldom, and a weakened one must be seen within minutes, not at the next discovery."""
+        interval = VAULT_READ_ITEMS_INTERVALS * self.items_interval
+        return self.vault_read_at is None or time.monotonic() - self.vault_read_at >= interval
+
+    def _read_vault(self, client: ArmClient, on_error: ErrorSink) -> None:
+        """Its location and security settings. The first read failing fails the refresh, as before; a later
+        one keeps what the last read said (the next refresh asks again)."""
+        try:
+            resource = self._get_vault(client)
+        except AuthError:
+            raise
+        except ArmError as exc:
+            if not self.location:
+                raise
+            log.debug("%s vault not read again, keeping its last settings: %s", self.ref.log_fields, exc)
+            return
+        found = self._parse_vault(resource, on_error)
+        if found is not None and found.location:
+            self.location = found.location
+        self.security = parse_vault_security(resource, self.ref.kind)
+        for field, value in self.security.unknown:
+            self.count_unknown_once(field, value, on_error)
+        self.vault_read_at = time.monotonic()
 
     # --- items and policies ----------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ EXPECTED_ALERTS = {
     "AzureBackupVaultNotRefreshed": "critical",
     "AzureBackupVaultNotFound": "warning",
     "AzureBackupDiscoveryFailing": "warning",
+    # Issue 20, point 5: a vault's guards against deletion.
+    "AzureBackupVaultProtectionWeakened": "critical",
+    "AzureBackupVaultSoftDeleteOff": "warning",
 }
 # Alerts on the latest job of an item and operation: they name the operation.
 JOB_ALERTS = {
@@ -60,7 +63,7 @@ ITEM_ALERTS = JOB_ALERTS | {
     "AzureBackupNoRecentSuccessfulBackup", "AzureBackupItemUnhealthy", "AzureBackupProtectionStopped",
 }
 VAULT_ALERTS = {"AzureBackupVaultScrapeFailing", "AzureBackupDataStale", "AzureBackupVaultNotRefreshed",
-                "AzureBackupVaultNotFound"}
+                "AzureBackupVaultNotFound", "AzureBackupVaultProtectionWeakened", "AzureBackupVaultSoftDeleteOff"}
 # Alerts about one exporter: they keep its `instance`. Every other alert is a data alert: it names the
 # backup, never the exporter (it aggregates the target labels away), and keeps firing for 5 minutes
 # through an exporter restart.
@@ -72,7 +75,8 @@ TARGET_LABELS = ("instance", "pod", "endpoint", "namespace", "service")
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 # Someone stopped backups or deleted backup data: neither a failing vault scrape nor a down
 # exporter may hold these back, because an attacker may revoke the exporter's access next.
-SECURITY_ALERTS = {"AzureBackupDataDeletion", "AzureBackupProtectionStopped"}
+SECURITY_ALERTS = {"AzureBackupDataDeletion", "AzureBackupProtectionStopped", "AzureBackupVaultProtectionWeakened",
+                   "AzureBackupVaultSoftDeleteOff"}
 # Per-item alerts a failing vault scrape holds back: warnings only, a warning never silences a page.
 INHIBITED_BY_SCRAPE_FAILING = {name for name in ITEM_ALERTS - SECURITY_ALERTS if EXPECTED_ALERTS[name] == "warning"}
 RECEIVER_FOR_SEVERITY = {"critical": "pager", "warning": "ticket"}

@@ -135,7 +135,8 @@ def test_the_backup_vault_calls_per_refresh(tmp_path: Path) -> None:
                          "backupVaults/{name}": 1}
     assert rounds[1] == {"backupJobs": 3}
     assert rounds[2] == {"backupJobs": 3, "backupJobs/{id}": 1}  # 13 jobs: still 3 pages; the new job's details
-    assert rounds[3] == {"backupJobs": 3, "backupInstances": 1, "backupPolicies": 1}
+    # the vault itself (its security settings) is read every 3 items intervals: here, with the items, at interval 0
+    assert rounds[3] == {"backupJobs": 3, "backupInstances": 1, "backupPolicies": 1, "backupVaults/{name}": 1}
     report = tmp_path / "performance.md"
     report.write_text(f"before\n{dpp.START}\nSTALE TABLE\n{dpp.END}\nafter\n")
     assert dpp.main(["--instances", "2", "--days", "1", "--out", str(report)]) == 0

@@ -37,6 +37,7 @@ from exporter.simulator.fakearm import (
     Fault,
     backup_instance_name,
     dotnet_duration,
+    dpp_listed_job,
     iso_duration,
     make_backup_instance,
     make_dpp_job,
@@ -251,12 +252,42 @@ def test_a_failed_backup_carries_user_facing_errors_and_no_recovery_point() -> N
                               datasource_name="aks-1", status="Failed", start=T0, end=T0 + timedelta(minutes=2),
                               error="The backup extension is not reachable.")["properties"]
     [error] = properties["errorDetails"]
-    assert list(error) == ["code", "message", "recommendedAction", "target", "innerError", "isRetryable",
-                           "isUserError", "properties", "details"]
+    # The shape of the one failed job recorded (a listed restore, 2024-04-01): keys in its order, three levels.
+    recorded = json.loads((DPP / "2024-04-01/azure-cli-recording.Jobs_List.failed-restore.item.json").read_text())
+    [real] = recorded["properties"]["errorDetails"]
+    assert _key_paths(error) == _key_paths(real)
     assert (error["code"], error["message"]) == ("InternalServerError", "The backup extension is not reachable.")
-    assert error["details"][0]["details"] is None
+    assert error["details"][0]["details"][0]["details"] is None
+    assert _retryable(error) == _retryable(real) == [True, True, False]
     assert properties["extendedInfo"]["targetRecoverPoint"] is None
     assert properties["extendedInfo"]["subTasks"][0]["taskStatus"] == "Failed"
+
+
+def _key_paths(error: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every key of a UserFacingError and its nested details, in order, as paths."""
+    paths = []
+    for key, value in error.items():
+        paths.append(prefix + key)
+        if key == "details" and value:
+            paths.extend(_key_paths(value[0], f"{prefix}details.0."))
+    return paths
+
+
+def _retryable(error: dict[str, Any] | None) -> list[bool]:
+    flags = []
+    while error:
+        flags.append(error["isRetryable"])
+        error = error["details"][0] if error["details"] else None
+    return flags
+
+
+def test_the_list_carries_a_failed_jobs_error_details_as_azure_does() -> None:
+    """Real Jobs_List answers carry errorDetails (the recorded failed restore): the fake's LIST keeps them."""
+    job = make_dpp_job(guid(2), vault=powershell_vault(), datasource_type="AzureDisk", datasource_name="disk-1",
+                       status="Failed", start=T0, end=T0 + timedelta(minutes=2), error="Internal Server Error")
+    listed = dpp_listed_job(json.loads(json.dumps(job)))
+    assert listed["properties"]["extendedInfo"] is None
+    assert listed["properties"]["errorDetails"] == job["properties"]["errorDetails"]
 
 
 def test_durations_parse_both_ways() -> None:

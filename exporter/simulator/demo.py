@@ -49,6 +49,7 @@ from .fakearm import (
     make_policy,
     make_protected_item,
     make_recovery_point,
+    make_workload_recovery_point,
     parse_azure_time,
     to_ticks,
     workload_job_name,
@@ -335,6 +336,25 @@ class Protection:
                 self.state = "Protected"  # the initial backup is done
 
 
+def record_recovery_point(estate: FakeEstate, item: DemoItem, resource: Json, job: Json) -> None:
+    """A database's successful backup leaves a recovery point, as Azure keeps them: a full or differential one
+    a point of its own, a log backup the end of the database's log chain (its DefaultRangeRecoveryPoint)."""
+    properties = job["properties"]
+    finished_well = properties.get("status") in SUCCEEDED and properties.get("endTime")
+    if item.job_type != "AzureWorkloadJob" or not finished_well:
+        return
+    kind = str(properties.get("operation", "")).removeprefix("Backup").strip(" ()") or "Full"
+    ended = properties["endTime"]
+    if kind == "Log":
+        chain = next((p for p in estate.item_recovery_points(item.vault, resource["id"]) or []
+                      if p["name"] == "DefaultRangeRecoveryPoint"), None)
+        began = chain["properties"]["timeRanges"][0]["startTime"] if chain else properties["startTime"]
+        point = make_workload_recovery_point(resource, log_ranges=[(began, ended)])
+    else:
+        point = make_workload_recovery_point(resource, time=ended, kind=kind.replace("Copy Only Full", "Full"))
+    estate.add_item_recovery_point(item.vault, resource["id"], point)
+
+
 def protected_item(vault: FakeVault, item: DemoItem, protection: Protection) -> Json:
     """A demo item's protected item as the fake serves it, in the words its type uses for the outcome."""
     resource = make_protected_item(
@@ -568,7 +588,10 @@ class _EstateBuilder:
                     protection.record(job)
             self._special_protection(item, protection)
             self.protections[item.key] = protection
-            self.estate.add_item(item.vault, protected_item(self.estate.vault(item.vault), item, protection))
+            resource = protected_item(self.estate.vault(item.vault), item, protection)
+            self.estate.add_item(item.vault, resource)
+            for job in sorted(self._backups_of(item), key=_started):
+                record_recovery_point(self.estate, item, resource, job)
 
     def _special_protection(self, item: DemoItem, protection: Protection) -> None:
         if item.key == STOPPED_ITEM.key:  # its jobs are long gone; Azure still knows its last backup
@@ -696,7 +719,9 @@ class JobSimulator:
         if protection is None:
             return
         protection.record(job)
-        self.estate.add_item(item.vault, protected_item(self.estate.vault(item.vault), item, protection))
+        resource = protected_item(self.estate.vault(item.vault), item, protection)
+        self.estate.add_item(item.vault, resource)
+        record_recovery_point(self.estate, item, resource, job)
 
     def _store(self, job: _Running, *, status: str, end: datetime | None, now: datetime,
                tasks: list[tuple[str, str]] | None, size: str | None = None, error: str | None = None) -> Json:

@@ -71,6 +71,14 @@ ExtraRoute = Callable[[], Json]
 VAULT_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults"
 JOB_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupJobs"
 PROTECTED_ITEM_RESOURCE_TYPE = "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems"
+ITEM_RECOVERY_POINT_RESOURCE_TYPE = f"{PROTECTED_ITEM_RESOURCE_TYPE}/recoveryPoints"
+# A Recovery Services vault's guards against deletion, as the spec's GETVault.json (2024-04-01) shows them.
+RSV_SECURITY_SETTINGS: Json = {
+    "immutabilitySettings": {"state": "Disabled"},
+    "softDeleteSettings": {"softDeleteRetentionPeriodInDays": 14, "softDeleteState": "Enabled",
+                           "enhancedSecurityState": "Enabled"},
+    "multiUserAuthorization": "Disabled",
+}
 NEXT_LINK_API_VERSION = "2017-07-01"  # what the real service puts into nextLink, whatever the request used
 IDENTITY_API_VERSION = "2019-08-01"
 RATELIMIT_CAPACITY = 250  # ARM's read bucket per subscription and principal (azure-api.md 4.1)
@@ -137,7 +145,8 @@ FAULT_KINDS: tuple[str, ...] = ("status", "throttle", "timeout", "malformed", "o
 # Requests a vault fault can apply to; "*_next_page" is a LIST that follows a nextLink. A fault is set per
 # vault name; a Recovery Services vault and a Backup vault may share one, so the two sets below tell them apart.
 RSV_FAULT_OPERATIONS = frozenset({"vault_get", "jobs_list", "jobs_next_page", "jobs_get", "items_list",
-                                  "items_next_page", "policies_list", "policies_next_page"})
+                                  "items_next_page", "policies_list", "policies_next_page",
+                                  "item_recovery_points_list", "item_recovery_points_next_page"})
 DPP_FAULT_OPERATIONS = frozenset({"dpp_vault_get", "dpp_jobs_list", "dpp_jobs_next_page", "dpp_jobs_get",
                                   "dpp_instances_list", "dpp_instances_next_page", "dpp_policies_list",
                                   "dpp_policies_next_page", "dpp_recovery_points_list",
@@ -316,7 +325,11 @@ class FakeVault:
     # only within its container: two SQL VMs may both protect a database `master`, one name and two ids.
     items: dict[str, Json] = field(default_factory=dict)
     policies: dict[str, Json] = field(default_factory=dict)  # ProtectionPolicyResources by lower-cased name
+    # A protected item's lower-cased id -> recovery point name -> RecoveryPointResource (a database's points)
+    item_recovery_points: dict[str, dict[str, Json]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # properties.securitySettings as the spec's GETVault.json (2024-04-01) shows them; None: not in the payload
+    security: Json | None = field(default_factory=lambda: copy.deepcopy(RSV_SECURITY_SETTINGS))
 
     @property
     def id(self) -> str:
@@ -324,14 +337,18 @@ class FakeVault:
                 f"/providers/Microsoft.RecoveryServices/vaults/{self.name}")
 
     def resource(self) -> Json:
-        """The vault as the vault list and GET return it (shape of ListBySubscriptionIds.json)."""
+        """The vault as the vault list and GET return it (shape of ListBySubscriptionIds.json, with the
+        securitySettings of the spec's GETVault.json)."""
+        properties: Json = {"provisioningState": "Succeeded"}
+        if self.security is not None:
+            properties["securitySettings"] = copy.deepcopy(self.security)
         return {
             "name": self.name,
             "type": VAULT_RESOURCE_TYPE,
             "etag": "W/\"datetime'2026-01-05T09%3A12%3A40.118Z'\"",
             "id": self.id,
             "location": self.location,
-            "properties": {"provisioningState": "Succeeded"},
+            "properties": properties,
             "sku": {"name": "Standard"},
             "tags": dict(self.tags),
         }
@@ -354,6 +371,11 @@ class FakeBackupVault:
     # lower-cased backup instance name -> recovery point name -> AzureBackupRecoveryPointResource
     recovery_points: dict[str, dict[str, Json]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # properties.securitySettings (the real GET's and Resource Graph row's soft delete On, 14.0 days), and
+    # isVaultProtectedByResourceGuard (None: left out, as in the spec's list example)
+    security: Json = field(default_factory=lambda: {"softDeleteSettings": {"retentionDurationInDays": 14.0,
+                                                                           "state": "On"}})
+    resource_guard: bool | None = None
 
     @property
     def id(self) -> str:
@@ -365,19 +387,22 @@ class FakeBackupVault:
         and the values a real vault GET (2024-04-01) and Resource Graph row showed (bcdrSecurityLevel Poor,
         secureScore None, soft delete On for 14.0 days, locally redundant VaultStore). featureSettings' value is
         illustrative."""
+        properties: Json = {
+            "bcdrSecurityLevel": "Poor",
+            "featureSettings": {"crossRegionRestoreSettings": {"state": "Disabled"}},
+            "provisioningState": "Succeeded",
+            "secureScore": "None",
+            "securitySettings": copy.deepcopy(self.security),
+            "storageSettings": [{"type": "LocallyRedundant", "datastoreType": "VaultStore"}],
+        }
+        if self.resource_guard is not None:
+            properties["isVaultProtectedByResourceGuard"] = self.resource_guard
         return {
             "name": self.name,
             "type": BACKUP_VAULT_RESOURCE_TYPE,
             "id": self.id,
             "location": self.location,
-            "properties": {
-                "bcdrSecurityLevel": "Poor",
-                "featureSettings": {"crossRegionRestoreSettings": {"state": "Disabled"}},
-                "provisioningState": "Succeeded",
-                "secureScore": "None",
-                "securitySettings": {"softDeleteSettings": {"retentionDurationInDays": 14.0, "state": "On"}},
-                "storageSettings": [{"type": "LocallyRedundant", "datastoreType": "VaultStore"}],
-            },
+            "properties": properties,
             "tags": dict(self.tags),
         }
 
@@ -745,6 +770,27 @@ class FakeEstate:
         with self.lock:
             self.vault(vault_name).policies.pop(name.lower(), None)
 
+    def add_item_recovery_point(self, vault_name: str, item: str, point: Mapping[str, Any]) -> None:
+        """Store a RecoveryPointResource (make_workload_recovery_point) of a protected item the vault holds, by
+        the item's name or id (KeyError when there is none); one with the same name is replaced."""
+        name = point.get("name")
+        if not isinstance(name, str) or not isinstance(point.get("properties"), Mapping):
+            raise ValueError("a recovery point needs a 'name' and 'properties'")
+        with self.lock:
+            stored = self._stored_item(vault_name, item)
+            if stored is None or not stored.get("id"):
+                raise KeyError(f"no protected item {item!r} with an id in vault {vault_name!r}")
+            points = self.vault(vault_name).item_recovery_points.setdefault(str(stored["id"]).lower(), {})
+            points[name] = copy.deepcopy(dict(point))
+
+    def item_recovery_points(self, vault_name: str, item_id: str) -> list[Json] | None:
+        """Copies of a protected item's recovery points, by the item's id in any case; None if no item has it."""
+        with self.lock:
+            vault = self.vault(vault_name)
+            if not any(_item_identity(entry) == item_id.lower() for entry in vault.items.values()):
+                return None
+            return copy.deepcopy(list(vault.item_recovery_points.get(item_id.lower(), {}).values()))
+
     def _stored_item(self, vault_name: str, name: str) -> Json | None:
         wanted = name.lower()
         matches = [entry for entry in self.vault(vault_name).items.values()
@@ -781,9 +827,16 @@ _DEFAULT_MANAGEMENT_TYPE = {
     "AzureWorkloadJob": "AzureWorkload", "DpmJob": "DPM", "MabJob": "MAB",
 }
 _DEFAULT_WORKLOAD_TYPE = {"AzureWorkloadJob": "SQLDataBase", "DpmJob": "SQLDB", "MabJob": "FileFolder"}
-# No source captured a failed job's errorDetails (azure-api.md 1.8): the code and text are illustrative,
-# the shapes follow the spec per job type (1.7).
+# No recording captured a failed Recovery Services job's errorDetails (azure-api.md 1.8): the shapes follow the
+# spec per job type (1.7: errorCode int32, errorTitle only for IaaS VM and workload jobs, no code for MAB and DPM);
+# the numeric code is illustrative, the default titles are codes Microsoft documents for the failures the demo's
+# messages describe (docs/runbook.md, "Error codes"). The LIST and the GET both carry them, as the spec's one Job
+# model and Resource Graph's job rows (which Microsoft's Backup Explorer reads errorDetails[0].errorTitle from) do.
 _ILLUSTRATIVE_ERROR_CODE = 400001
+_DEFAULT_ERROR_TITLE = {
+    "AzureIaaSVMJob": "GuestAgentSnapshotTaskStatusError", "AzureIaaSVMJobV2": "GuestAgentSnapshotTaskStatusError",
+    "AzureWorkloadJob": "UserErrorSQLLSNValidationFailure",
+}
 _RECOMMENDATION = "Retry the operation after some time. If the issue persists, contact Microsoft support."
 
 
@@ -803,6 +856,8 @@ class _JobSpec:
     container: str | None
     workload_type: str | None
     error: str | None
+    error_code: int | None = None
+    error_title: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -820,10 +875,13 @@ def make_job(job_id: str, *, vault: FakeVault, item: str, operation: str = "Back
              duration_format: Literal["iso", "dotnet"] = "iso", size: str | None = None,
              tasks: list[tuple[str, str]] | None = None, container: str | None = None,
              workload_type: str | None = None, error: str | None = None,
+             error_code: int | None = None, error_title: str | None = None,
              now: datetime | None = None) -> Json:
     """A JobResource in the exact shape of real payloads, as GET returns it (LIST strips extendedInfo).
 
     backup_management_type defaults to the job type's own (AzureIaasVM for IaaS jobs; VaultJob has none).
+    error: a failed job's errorString; error_code and error_title its errorCode and errorTitle where its job type
+    has them (default: an illustrative code, a documented title per job type).
     duration defaults to end - start (now - start while running) in `duration_format`.
     """
     start_ticks = to_ticks(start) + _sub_microsecond_digit(job_id, "start")
@@ -834,7 +892,7 @@ def make_job(job_id: str, *, vault: FakeVault, item: str, operation: str = "Back
         duration = iso_duration(elapsed) if duration_format == "iso" else dotnet_duration(elapsed)
     spec = _JobSpec(job_id, vault, item, operation, status, job_type, start_ticks, end_ticks, duration, size,
                     tuple(tasks) if tasks is not None else None, container,
-                    workload_type or _DEFAULT_WORKLOAD_TYPE.get(job_type), error)
+                    workload_type or _DEFAULT_WORKLOAD_TYPE.get(job_type), error, error_code, error_title)
     management_type = backup_management_type or _DEFAULT_MANAGEMENT_TYPE.get(job_type)
     properties: Json = {"jobType": job_type, **_type_specific_properties(spec), "entityFriendlyName": item}
     if management_type:
@@ -880,9 +938,9 @@ def _actions_info(spec: _JobSpec) -> Json:
 def _error_details(spec: _JobSpec, *, code: bool, title: bool) -> Json:
     if not spec.error:
         return {}
-    detail: Json = {"errorCode": _ILLUSTRATIVE_ERROR_CODE} if code else {}
+    detail: Json = {"errorCode": spec.error_code or _ILLUSTRATIVE_ERROR_CODE} if code else {}
     if title:
-        detail["errorTitle"] = ""
+        detail["errorTitle"] = spec.error_title or _DEFAULT_ERROR_TITLE.get(spec.job_type, "")
     detail.update(errorString=spec.error, recommendations=[_RECOMMENDATION])
     return {"errorDetails": [detail]}
 
@@ -1477,12 +1535,14 @@ def _dpp_etag(ticks: int) -> str:
 
 
 def _dpp_error(message: str, code: str) -> Json:
-    """A UserFacingError in the shape of the recorded failed restore (one nested level kept)."""
-    def level(details: list[Json] | None) -> Json:
-        return {"code": code, "message": message, "recommendedAction": [_DPP_RECOMMENDED_ACTION], "target": "",
-                "innerError": None, "isRetryable": True, "isUserError": False, "properties": None,
-                "details": details}
-    return level([level(None)])
+    """A UserFacingError in the shape of the recorded failed restore (Jobs_List 2024-04-01,
+    tests/fixtures/azure/dataprotection/2024-04-01/azure-cli-recording.Jobs_List.failed-restore.item.json): the
+    same code and message nested three levels deep, keys in the wire's order, the innermost not retryable."""
+    def level(details: list[Json] | None, retryable: bool) -> Json:
+        return {"message": message, "recommendedAction": [_DPP_RECOMMENDED_ACTION], "details": details,
+                "code": code, "target": "", "innerError": None, "isRetryable": retryable, "isUserError": False,
+                "properties": None}
+    return level([level([level(None, False)], True)], True)
 
 
 def make_dpp_job(job_id: str, *, vault: FakeBackupVault, datasource_type: str, datasource_name: str,
@@ -1691,6 +1751,39 @@ def _seven_digits(ticks: int) -> str:
     """A timestamp with all 7 fractional digits, as the recovery point list writes them ('…20.5055980Z')."""
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
     return f"{(_DOTNET_EPOCH + timedelta(seconds=seconds)):%Y-%m-%dT%H:%M:%S}.{fraction:07d}Z"
+
+
+def make_workload_recovery_point(item: Mapping[str, Any], *, time: Timestamp | None = None, kind: str = "Full",
+                                 log_ranges: list[tuple[Timestamp, Timestamp]] | None = None,
+                                 name: str | None = None) -> Json:
+    """A database's RecoveryPointResource as `GET .../protectedItems/{item}/recoveryPoints` lists it (Microsoft's
+    documented answer, tests/fixtures/azure/recoveryservicesbackup/2016-12-01): a distinct point of `kind`
+    (Full, Differential, ...) at `time` (recoveryPointTimeInUTC, whole seconds), or, with `log_ranges`, the
+    item's `DefaultRangeRecoveryPoint` of type Log whose timeRanges are the unbroken log chains. The object
+    types are SQL's, or SAP HANA's for a HANA database."""
+    hana = "hana" in str(item.get("properties", {}).get("workloadType", "")).lower()
+    family = "AzureWorkloadSAPHana" if hana else "AzureWorkloadSQL"
+    if log_ranges is not None:
+        point_name = name or "DefaultRangeRecoveryPoint"
+        properties: Json = {"objectType": f"{family}PointInTimeRecoveryPoint",
+                            "timeRanges": [{"startTime": _whole_seconds(start), "endTime": _whole_seconds(end)}
+                                           for start, end in log_ranges],
+                            "type": "Log"}
+    else:
+        if time is None:
+            raise ValueError("a distinct recovery point needs its time")
+        moment = _whole_seconds(time)
+        point_name = name or str(int.from_bytes(hashlib.sha256(f"{item.get('id')}/{moment}".encode()).digest()[:6]))
+        properties = {"objectType": f"{family}RecoveryPoint", "recoveryPointTimeInUTC": moment, "type": kind}
+    return {"id": f"{item.get('id')}/recoveryPoints/{point_name}", "name": point_name,
+            "type": ITEM_RECOVERY_POINT_RESOURCE_TYPE, "properties": properties}
+
+
+def _whole_seconds(value: Timestamp) -> str:
+    """The points' times are whole seconds with a Z (documented answer)."""
+    if isinstance(value, str):
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_recovery_point(*, vault: FakeBackupVault, instance: str, time: Timestamp, datasource_type: str,
@@ -2078,7 +2171,8 @@ _VAULTS_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\
 _VAULT_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.RecoveryServices"
     r"/vaults/(?P<vault>[^/]+)(?:(?P<jobs>/backupJobs(?:/(?P<job>[^/]+))?)|(?P<items>/backupProtectedItems)"
-    r"|(?P<policies>/backupPolicies))?/?$",
+    r"|(?P<policies>/backupPolicies)"
+    r"|(?P<points>/backupFabrics/[^/]+/protectionContainers/[^/]+/protectedItems/[^/]+)/recoveryPoints)?/?$",
     re.IGNORECASE,
 )
 _DPP_VAULTS_ROUTE = re.compile(
@@ -2116,6 +2210,10 @@ def _route(path: str) -> _Route | None:
         operation = "items_list"
     elif match.group("policies"):
         operation = "policies_list"
+    elif match.group("points"):
+        # the protected item's path under the vault, e.g. /backupFabrics/Azure/protectionContainers/c/protectedItems/i
+        return _Route("item_recovery_points_list", match.group("sub"), match.group("rg"), match.group("vault"),
+                      instance=match.group("points"))
     else:
         operation = "vault_get"
     return _Route(operation, match.group("sub"), match.group("rg"), match.group("vault"), match.group("job") or "")
@@ -2227,7 +2325,25 @@ _DPP_POLICIES = _Collection("backupPolicies", lambda vault: list(vault.policies.
 _DPP_COLLECTIONS = {"dpp_jobs_list": _DPP_JOBS, "dpp_instances_list": _DPP_INSTANCES,
                     "dpp_policies_list": _DPP_POLICIES}
 # Every LIST that pages; "<x>_list" becomes "<x>_next_page" when it follows a nextLink.
-_LIST_OPERATIONS = frozenset({*_COLLECTIONS, *_DPP_COLLECTIONS, "dpp_vaults_list", "dpp_recovery_points_list"})
+_LIST_OPERATIONS = frozenset({*_COLLECTIONS, *_DPP_COLLECTIONS, "dpp_vaults_list", "dpp_recovery_points_list",
+                              "item_recovery_points_list"})
+
+
+def _item_point_position(point: Mapping[str, Any]) -> tuple[int, str]:
+    """Newest distinct point first, the log range last, as the documented answer lists them."""
+    taken = point.get("properties", {}).get("recoveryPointTimeInUTC")
+    try:
+        ticks = parse_azure_time(taken) if isinstance(taken, str) else None
+    except ValueError:
+        ticks = None
+    return (_DOTNET_MAX_TICKS - ticks if ticks is not None else _DOTNET_MAX_TICKS, str(point.get("name", "")).lower())
+
+
+def _item_points_collection(item_id: str, points: list[Json]) -> _Collection:
+    """A protected item's recovery points (the exporter sends no $filter; this fake takes none)."""
+    segment = item_id.split("/providers/", 1)[1].split("/", 3)[3] + "/recoveryPoints"
+    return _Collection(segment, lambda _vault: points, _no_filter, _item_point_position,
+                       lambda position: f"recoverypointsindex_{position[1]}", lambda entry: entry)
 
 
 def _recovery_points_collection(instance: str) -> _Collection:
@@ -2707,6 +2823,12 @@ class FakeArm:
                 return _json_reply(200, vault.resource())
             if route.operation == "jobs_get":
                 return self._job_details(vault, route.job_id)
+            if route.operation == "item_recovery_points_list":
+                item_id = vault.id + route.instance
+                points = self.estate.item_recovery_points(vault.name, item_id)
+                if points is None:
+                    return _arm_error(404, JOB_NOT_FOUND_CODE, JOB_NOT_FOUND_MESSAGE)
+                return self._list_page(vault, params, next_link, _item_points_collection(item_id, points))
             return self._list_page(vault, params, next_link, _COLLECTIONS[route.operation])
 
         return self._with_faults(vault, route, params, answer)
@@ -2763,7 +2885,9 @@ class FakeArm:
             if route.instance:
                 scope = f"{vault.id}/backupInstances/{route.instance}"
             action = {"jobs": "Microsoft.RecoveryServices/Vaults/backupJobs/read",
-                      "items": "Microsoft.RecoveryServices/Vaults/backupProtectedItems/read"}.get(
+                      "items": "Microsoft.RecoveryServices/Vaults/backupProtectedItems/read",
+                      "item": "Microsoft.RecoveryServices/Vaults/backupFabrics/protectionContainers/protectedItems"
+                              "/recoveryPoints/read"}.get(
                 route.operation.split("_")[0], "Microsoft.RecoveryServices/Vaults/read")
             if route.backup_vault:
                 action = _DPP_READ_ACTIONS.get("_".join(route.operation.split("_")[:2]),
@@ -3047,6 +3171,7 @@ __all__ = [
     "make_policy",
     "make_protected_item",
     "make_recovery_point",
+    "make_workload_recovery_point",
     "parse_azure_time",
     "parse_filter_time",
     "parse_iso_duration",
