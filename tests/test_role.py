@@ -18,6 +18,7 @@ import pytest
 
 from exporter.settings import load_settings
 from exporter.simulator.demo import start_demo
+from exporter.simulator.fakearm import make_backup_instance
 from exporter.wiring import build
 
 ROLE = Path(__file__).resolve().parent.parent / "deploy" / "azure" / "role.json"
@@ -89,6 +90,11 @@ def test_the_role_can_only_read() -> None:
 def exporter_actions() -> set[str]:
     """The actions of every request the exporter sends while it scrapes the demo estate twice."""
     demo = start_demo(seed=7)
+    # A disk protected a moment ago, no backup yet: the jobs cannot give its last success, so its recovery points
+    # are listed (issue 19: only such instances' are), and the scrape reaches that read too.
+    vault = demo.estate.backup_vaults[0]
+    demo.estate.add_backup_instance(vault.name, make_backup_instance(
+        vault=vault, datasource_type="AzureDisk", datasource_name="disk-new-01", policy="DiskDaily"))
     try:
         with pytest.MonkeyPatch.context() as patch:
             for name, value in demo.identity_env().items():
