@@ -76,6 +76,11 @@ JOB_LAST_SIZE = _spec(
 JOB_LAST_TASK_STATUS = _spec(
     "azure_backup_job_last_task_status", "gauge", (*JOB_LABELS, "task", "status"),
     "Tasks of the latest job with their current status; always 1." + CACHE_NOTE, "tasks")
+JOB_CONSECUTIVE_FAILURES = _spec(
+    "azure_backup_job_consecutive_failures", "gauge", JOB_LABELS,
+    "How many of the newest finished jobs of each item and operation failed in a row (a job still running is "
+    "skipped, so the count holds while the next job runs; Completed, CompletedWithWarnings or Cancelled ends the "
+    "run). Absent when the newest finished job did not fail." + CACHE_NOTE)
 LAST_SUCCESS = _spec(
     "azure_backup_last_successful_backup_timestamp_seconds", "gauge", ITEM_LABELS,
     "Time of the item's last successful backup, in Unix seconds: the newest of the end of its latest "
@@ -218,7 +223,8 @@ PROCESS = (
 # The families rendered from each vault's job and item data, in exposition order.
 VAULT_DATA: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_ERROR, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
-    JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS, JOBS_FINISHED, JOB_DURATION,
+    JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, JOB_CONSECUTIVE_FAILURES, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS,
+    JOBS_FINISHED, JOB_DURATION,
     TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
     ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, ITEM_WATCHED_SINCE,
 )

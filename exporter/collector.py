@@ -178,6 +178,9 @@ class VaultRows:
                 size.append((labels, job.size_bytes))
             if options.tasks:
                 tasks.extend(((*labels, task.name, task.status), 1.0) for task in job.tasks or ())
+        failures = rows[c.JOB_CONSECUTIVE_FAILURES]
+        for key, run in sorted(snap.data.failure_runs().items()):
+            failures.append(((*self.vault, *key), float(run)))
 
     def _job_totals(self, snap: VaultSnapshot) -> None:
         data, vault, rows = snap.data, self.vault, self.rows

@@ -24,8 +24,8 @@ from .models import ErrorSink, Job, ProtectedItem, VaultRef
 from .stats import DURATION_BUCKETS, FinishedStats
 from .vault_security import VaultSecurity
 
-__all__ = ["DURATION_BUCKETS", "ListedJobs", "SeriesKey", "Vault", "VaultData", "VaultSnapshot", "error_labels",
-           "latest_by_series"]
+__all__ = ["DURATION_BUCKETS", "ListedJobs", "SeriesKey", "Vault", "VaultData", "VaultSnapshot",
+           "consecutive_failures", "error_labels", "latest_by_series"]
 
 SeriesKey = tuple[str, str, str, str]  # backup_management_type, container, item, operation
 
@@ -51,6 +51,12 @@ class VaultData:
         if not self.deleted:
             return latest
         return {key: job for key, job in latest.items() if not (job.is_backup and folded(job.item_key) in self.deleted)}
+
+    def failure_runs(self) -> dict[SeriesKey, int]:
+        """Failures in a row per item and operation (consecutive_failures), a deleted item's backups left out."""
+        runs = consecutive_failures(self.jobs)
+        return {key: n for key, n in runs.items()
+                if not (self.deleted and key[3].startswith("Backup") and folded(key[:3]) in self.deleted)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,27 @@ def latest_by_series(jobs: Iterable[Job]) -> dict[SeriesKey, Job]:
         if current is None or (job.start or 0.0, job.job_id) > (current.start or 0.0, current.job_id):
             latest[job.series_key] = job
     return latest
+
+
+def consecutive_failures(jobs: Iterable[Job]) -> dict[SeriesKey, int]:
+    """How many of the newest finished jobs of each item and operation failed in a row; only series whose
+    newest finished job failed. A running job is skipped, so that a failure keeps one identity while the next
+    job runs (the alert does not resolve and re-fire); any other finished status ends the run."""
+    finished: dict[SeriesKey, list[Job]] = {}
+    for job in jobs:
+        if job.finished:
+            finished.setdefault(job.series_key, []).append(job)
+    runs: dict[SeriesKey, int] = {}
+    for key, series in finished.items():
+        series.sort(key=lambda j: (j.start or 0.0, j.job_id), reverse=True)  # newest first, as latest_by_series
+        run = 0
+        for job in series:
+            if job.status != "Failed":
+                break
+            run += 1
+        if run:
+            runs[key] = run
+    return runs
 
 
 def error_labels(exc: Exception | None) -> tuple[str, str]:

@@ -41,6 +41,10 @@ _DPP_JUDGED = frozenset({"ProtectionConfigured", "ConfiguringProtectionFailed", 
 FAILED_JOB = ("AzureBackupJobFailed", "AzureBackupRestoreFailed", "AzureBackupManagementJobFailed")
 UNHEALTHY = ("AzureBackupItemUnhealthy",)
 STOPPED = ("AzureBackupProtectionStopped",)
+# Entering soft delete is a deletion of backup data (issue 18): AzureBackupDataDeletion fires for it as well
+# (unless a deletion job of the item is listed, which it fires on instead).
+SOFT_DELETED = ("SoftDeleting", "SoftDeleted")
+DELETION = ("AzureBackupDataDeletion",)
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,11 @@ VOCABULARIES: tuple[Vocabulary, ...] = (
     Vocabulary(c.ITEM_HEALTH, BACKUP, _DPP_HEALTH,
                _fires((("Unhealthy", "NotProtected", "Invalid"), UNHEALTHY)), _COUNTED, UNHEALTHY),
     Vocabulary(c.ITEM_PROTECTION_STATE, RECOVERY_SERVICES, PROTECTION_STATES,
-               _fires((("ProtectionError",), UNHEALTHY), (STOPPED_ON_PURPOSE[RECOVERY_SERVICES], STOPPED)), _KEPT),
+               _fires((("ProtectionError",), UNHEALTHY), (STOPPED_ON_PURPOSE[RECOVERY_SERVICES], STOPPED),
+                      (("SoftDeleted",), DELETION)), _KEPT),
     Vocabulary(c.ITEM_PROTECTION_STATE, BACKUP, DPP_PROTECTION_STATES,
                _fires((("ProtectionError", "ConfiguringProtectionFailed"), UNHEALTHY),
-                      (STOPPED_ON_PURPOSE[BACKUP], STOPPED)),
+                      (STOPPED_ON_PURPOSE[BACKUP], STOPPED), (SOFT_DELETED, DELETION)),
                _COUNTED + " (its health, the same value, fires AzureBackupItemUnhealthy)"),
 )
 
