@@ -27,6 +27,7 @@ from .models import (
     KNOWN_STATUSES,
     PROTECTION_STATES,
 )
+from .protectable import ExclusionTags, covered_resource_id, tag_label
 from .refresher import Refresher
 from .settings import Settings
 from .vault import DURATION_BUCKETS, VaultSnapshot
@@ -90,13 +91,40 @@ class BackupCollector(Collector):
         for found in self.refresher.discoveries():
             if found.success is not None:
                 discovery.add_metric([found.subscription_id, found.kind], 1 if found.success else 0)
+        resources = self.resource_families()
         up = GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
         shard = _gauge(c.SHARD_INFO)
         settings = self.refresher.settings
         shard.add_metric([str(settings.shard), str(settings.shards)], 1)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        return [info, security, levels, success, error, duration, refreshed, discovery, up, shard, build]
+        return [info, security, levels, success, error, duration, refreshed, discovery, *resources, up, shard, build]
+
+    def resource_families(self) -> list[Metric]:
+        """The protectable resources (shard 0 only), rendered per scrape: whether one needs a backup by now
+        depends on the time of the scrape. The rules join them to every shard's covered resources."""
+        settings = self.refresher.settings
+        tags = tuple(settings.tag_labels)
+        info = GaugeMetricFamily(c.RESOURCE_INFO.name, c.RESOURCE_INFO.help,
+                                 labels=(*c.RESOURCE_INFO.labels, *(tag_label(tag) for tag in tags)))
+        created, required = _gauge(c.RESOURCE_CREATED), _gauge(c.RESOURCE_BACKUP_REQUIRED)
+        listed = _gauge(c.RESOURCE_LIST_SUCCESS)
+        exclusions = ExclusionTags.parse(settings.coverage_exclude_tags)
+        due_before = self.refresher.clock().timestamp() - settings.coverage_grace.total_seconds()
+        for inventory in self.refresher.inventories():
+            if inventory.success is not None:
+                listed.add_metric([inventory.subscription_id], 1 if inventory.success else 0)
+            for resource in inventory.resources:
+                labels = [resource.subscription_id, resource.resource_group, resource.resource_type, resource.name,
+                          resource.resource_id]
+                excluded = exclusions.excludes(resource.tags)
+                info.add_metric([*labels, resource.location, resource.managed_by, "true" if excluded else "false",
+                                 *(resource.tag(tag) for tag in tags)], 1)
+                if resource.created is not None:
+                    created.add_metric(labels, resource.created)
+                old_enough = resource.created is None or resource.created <= due_before
+                required.add_metric(labels, 1 if old_enough and not excluded else 0)
+        return [info, created, required, listed]
 
 
 @dataclass(frozen=True)
@@ -193,7 +221,7 @@ class VaultRows:
 
     def _items(self, snap: VaultSnapshot) -> None:
         rows, all_states = self.rows, self.options.all_states
-        info, last_backup = rows[c.ITEM_INFO], rows[c.ITEM_LAST_BACKUP]
+        info, last_backup, covered = rows[c.ITEM_INFO], rows[c.ITEM_LAST_BACKUP], rows[c.ITEM_COVERED_RESOURCE]
         status, health = rows[c.ITEM_LAST_BACKUP_STATUS], rows[c.ITEM_HEALTH]
         protection, recovery_point = rows[c.ITEM_PROTECTION_STATE], rows[c.ITEM_LAST_RECOVERY_POINT]
         # A Backup vault's instances have their own vocabularies (dataprotection.py).
@@ -204,6 +232,10 @@ class VaultRows:
             labels = (*self.vault, *item.item_key)
             info.append(((*labels, item.item_type, item.workload_type, item.policy, item.container_name,
                           item.source_resource_id), 1.0))
+            resource_id = covered_resource_id(snap.ref.kind, item.backup_management_type, item.source_resource_id,
+                                              item.protection_state)
+            if resource_id:
+                covered.append(((*labels, resource_id), 1.0))
             if item.last_backup_time is not None:
                 last_backup.append((labels, item.last_backup_time))
             if item.last_recovery_point is not None:
