@@ -53,6 +53,8 @@ EXPECTED_ALERTS = {
     # Issue 20, point 5: a vault's guards against deletion.
     "AzureBackupVaultProtectionWeakened": "critical",
     "AzureBackupVaultSoftDeleteOff": "warning",
+    # Issue 20, point 1: a resource that no backup covers.
+    "AzureBackupResourceUnprotected": "warning",
 }
 # Alerts on the latest job of an item and operation: they name the operation.
 JOB_ALERTS = {
