@@ -128,6 +128,9 @@ def _start_demo(overrides: dict[str, Any]) -> Any:
     overrides.setdefault("vaults", ",".join(v for v in env.vault_ids
                                             if env.subscriptions[0] not in v.lower()))
     overrides.setdefault("refresh_interval", "10s")
+    # The demo's resources with no backup: one exempted by this tag, the team tag shown on each resource.
+    overrides.setdefault("coverage_exclude_tags", "backup=none")
+    overrides.setdefault("tag_labels", "team")
     return env
 
 

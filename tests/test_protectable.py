@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.protectable import ExclusionTags, resource_filter, tag_label
 from exporter.simulator.fakearm import FakeArm, FakeEstate, make_backup_instance, make_protected_item
-from exporter.simulator.resources import make_resource
+from exporter.simulator.resources import add_demo_resources, make_resource
 
 from .conftest import NOW, SUB_A, SUB_B, Exporter, fixed_clock
 
@@ -212,3 +212,13 @@ def test_three_shards_find_the_same_unprotected_resources_as_one_exporter(
     assert len(expected) == 10
     assert whole == expected
     assert _unprotected(shards, tmp_path / "three") == expected
+
+
+def test_the_demo_shows_a_few_unprotected_resources(estate: FakeEstate,
+                                                    make_exporter: Callable[..., Exporter]) -> None:
+    add_demo_resources(estate, SUB_A, NOW)
+    text = make_exporter(fixed_clock(NOW), subscriptions=SUB_A, coverage_exclude_tags="backup=none").scrape()
+    required = {s["resource"]: s["value"] for s in _samples(text, "azure_backup_resource_backup_required")}
+    assert {name for name, value in required.items() if value == "1.0"} == {
+        "vm-forgotten", "disk-detached-data", "stlogsarchive01", "aks-batch", "pg-orders"}
+    assert required["vm-just-created"] == required["vm-scratch"] == "0.0"

@@ -16,9 +16,12 @@ import base64
 import re
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from .fakearm import FakeEstate
 
 Json = dict[str, Any]
 API_VERSIONS = frozenset({"2019-10-01", "2020-06-01", "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01",
@@ -129,3 +132,42 @@ def _shown(resource: Json, with_created: bool) -> Json:
 
 def _error(code: str, message: str) -> Json:
     return {"error": {"code": code, "message": message}}
+
+
+# The demo's resources with no Azure Backup (an old VM, a loose disk, a storage account, an AKS cluster, a
+# PostgreSQL server with only its built-in backups), one new VM within the grace and one exempted by a tag.
+_DEMO_UNPROTECTED = (
+    ("Microsoft.Compute/virtualMachines", "vm-forgotten", 90, {"team": "web"}),
+    ("Microsoft.Compute/disks", "disk-detached-data", 40, {"team": "web"}),
+    ("Microsoft.Storage/storageAccounts", "stlogsarchive01", 200, {"team": "platform"}),
+    ("Microsoft.ContainerService/managedClusters", "aks-batch", 15, {"team": "data"}),
+    ("Microsoft.DBforPostgreSQL/flexibleServers", "pg-orders", 60, {"team": "payments"}),
+    ("Microsoft.Compute/virtualMachines", "vm-just-created", 0, {"team": "web"}),
+    ("Microsoft.Compute/virtualMachines", "vm-scratch", 30, {"team": "data", "backup": "none"}),
+)
+
+
+def add_demo_resources(estate: FakeEstate, subscription_id: str, now: datetime) -> None:
+    """The subscription's protectable resources for the demo: every VM its vaults back up (with an OS disk
+    attached, covered through the VM), every data source of its Backup vault, and _DEMO_UNPROTECTED."""
+    resources = estate.resources
+    for vault in estate.vaults_in(subscription_id):
+        for item in estate.items(vault.name):
+            properties = item.get("properties", {})
+            source = properties.get("sourceResourceId", "")
+            if properties.get("backupManagementType") != "AzureIaasVM" or not source:
+                continue
+            parts = source.split("/")
+            group, name = parts[4], parts[-1]
+            resources.add(make_resource(subscription_id, group, "Microsoft.Compute/virtualMachines", name,
+                                        created=now - timedelta(days=400), tags={"team": "platform"}))
+            resources.add(make_resource(subscription_id, group, "Microsoft.Compute/disks", f"{name}_OsDisk_1",
+                                        created=now - timedelta(days=400), managed_by=source))
+    for backup_vault in estate.backup_vaults_in(subscription_id):  # the data sources its Backup vault protects
+        for instance in estate.backup_instances(backup_vault.name):
+            parts = instance["properties"]["dataSourceInfo"]["resourceID"].split("/")
+            resources.add(make_resource(subscription_id, parts[4], f"{parts[6]}/{parts[7]}", parts[8],
+                                        created=now - timedelta(days=300), tags={"team": "platform"}))
+    for resource_type, name, days, tags in _DEMO_UNPROTECTED:
+        created = now - timedelta(days=days, hours=2)
+        resources.add(make_resource(subscription_id, "rg-apps", resource_type, name, created=created, tags=tags))
