@@ -222,3 +222,18 @@ def test_the_demo_shows_a_few_unprotected_resources(estate: FakeEstate,
     assert {name for name, value in required.items() if value == "1.0"} == {
         "vm-forgotten", "disk-detached-data", "stlogsarchive01", "aks-batch", "pg-orders"}
     assert required["vm-just-created"] == required["vm-scratch"] == "0.0"
+
+
+def test_a_bad_created_time_or_tags_drop_that_field_and_are_counted(
+        estate: FakeEstate, make_exporter: Callable[..., Exporter]) -> None:
+    broken = make_resource(SUB_A, "rg-app", VM, "vm-odd", created=OLD)
+    broken["createdTime"], broken["tags"] = "yesterday-ish", ["not", "a", "map"]
+    estate.resources.add(broken)
+    estate.resources.add({"name": "no-id", "type": VM}, SUB_A)
+    exporter = make_exporter(fixed_clock(NOW), subscriptions=SUB_A, tag_labels="team")
+    text = exporter.scrape()
+    (info,) = _samples(text, "azure_backup_resource_info")
+    assert (info["resource"], info["tag_team"]) == ("vm-odd", "")
+    assert not _samples(text, "azure_backup_resource_created_timestamp_seconds")
+    for field in ("resource.createdTime", "resource.tags", "resource.id"):
+        assert exporter.value("azure_backup_parse_errors_total", field=field) == 1, field

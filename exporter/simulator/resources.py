@@ -56,11 +56,13 @@ class FakeResources:
         self._denied: set[str] = set()
         self.page_size = page_size
 
-    def add(self, resource: Json) -> Json:
-        subscription_id = resource["id"].split("/")[2]
+    def add(self, resource: Json, subscription_id: str | None = None) -> Json:
+        """Serve the resource in its ID's subscription; subscription_id for a broken entry without an ID."""
+        subscription_id = subscription_id or resource["id"].split("/")[2]
         self._on_subscription(subscription_id)
         with self._lock:
-            self._resources[resource["id"].lower()] = resource
+            self._resources[str(resource.get("id", resource.get("name"))).lower()] = {
+                **resource, "_subscription": subscription_id.lower()}
         return resource
 
     def remove(self, resource_id: str) -> None:
@@ -89,8 +91,7 @@ class FakeResources:
         start = _offset(params.get("$skiptoken", ""))
         with self._lock:
             chosen = [r for key, r in sorted(self._resources.items())
-                      if r["id"].split("/")[2].lower() == subscription_id.lower()
-                      and (not types or r["type"].lower() in types)]
+                      if r["_subscription"] == subscription_id.lower() and (not types or r["type"].lower() in types)]
         page = [_shown(r, "createdtime" in expand) for r in chosen[start:start + self.page_size]]
         body: Json = {"value": page}
         if start + self.page_size < len(chosen):
@@ -124,7 +125,7 @@ def _offset(token: str) -> int:
 
 
 def _shown(resource: Json, with_created: bool) -> Json:
-    shown = dict(resource)
+    shown = {key: value for key, value in resource.items() if key != "_subscription"}
     if not with_created:
         shown.pop("createdTime", None)
     return shown
