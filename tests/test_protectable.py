@@ -237,3 +237,19 @@ def test_a_bad_created_time_or_tags_drop_that_field_and_are_counted(
     assert not _samples(text, "azure_backup_resource_created_timestamp_seconds")
     for field in ("resource.createdTime", "resource.tags", "resource.id"):
         assert exporter.value("azure_backup_parse_errors_total", field=field) == 1, field
+
+
+def test_a_resource_needs_a_backup_once_its_grace_ends_without_a_new_list(
+        estate: FakeEstate, arm: FakeArm, make_exporter: Callable[..., Exporter]) -> None:
+    estate.resources.add(make_resource(SUB_A, "rg-app", VM, "vm-young", created=NOW - timedelta(hours=23)))
+    clock = fixed_clock(NOW)
+    exporter = make_exporter(clock, subscriptions=SUB_A, coverage_grace="24h")
+    labels = {"subscription_id": SUB_A, "resource_group": "rg-app", "resource_type": VM, "resource": "vm-young",
+              "resource_id": _vm_id(SUB_A, "rg-app", "vm-young").lower()}
+    exporter.scrape()
+    assert exporter.value("azure_backup_resource_backup_required", **labels) == 0
+    exporter.scrape()  # the kept families, while the grace runs
+    clock.advance(timedelta(hours=2))
+    exporter.scrape()
+    assert exporter.value("azure_backup_resource_backup_required", **labels) == 1
+    assert len(arm.requests.to("/resources")) == 1  # the same list: the families were rebuilt, not relisted
