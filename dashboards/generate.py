@@ -633,6 +633,68 @@ def item_link() -> Json:
     }
 
 
+RESOURCE_LABELS = "subscription_id, resource_group, resource_type, resource, resource_id"
+# The Azure portal opens a resource by its ID (ARM IDs are case-insensitive, so the lower-cased one works).
+PORTAL_RESOURCE_URL = "https://portal.azure.com/#resource${__data.fields.resource_id}/overview"
+
+
+def needing_backup() -> str:
+    """Protectable resources that should have a backup by now (older than COVERAGE_GRACE, not exempted)."""
+    resources = sel(JOB, SUB, RG)
+    return (f"azure_backup_resource_info{resources}\n  and on (job, resource_id) "
+            f"(azure_backup_resource_backup_required{resources} == 1)")
+
+
+def unprotected_resources() -> str:
+    """What AzureBackupResourceUnprotected fires on, without its hour: no covering item, nor one of the VM of
+    a disk (managed_by)."""
+    covered = f"azure_backup_item_covered_resource_info{sel(JOB, SUB, RG, VAULT_TYPES, VAULTS, CONTAINERS, ITEMS)}"
+    return (f"{needing_backup()}\n  unless on (job, resource_id) {covered}\n"
+            f"  unless on (job, managed_by) label_join({covered}, \"managed_by\", \"\", \"resource_id\")")
+
+
+def coverage_panels(y: int) -> list[Json]:
+    """Issue 20, point 1: coverage per resource type and the resources no backup covers."""
+    scope = ("Only with SUBSCRIPTIONS set (shard 0 lists the resources). The subscription and resource group "
+             "variables select vaults elsewhere and narrow both the resources and the covering items here: keep "
+             "the vault variables at All, or a resource backed up in a vault left out looks unprotected.")
+    return [
+        row("Resources with no backup", y),
+        panel("bargauge", "Backup coverage per resource type",
+              "Of the protectable resources that should have a backup by now (older than COVERAGE_GRACE, no "
+              "COVERAGE_EXCLUDE_TAGS tag), the share that an Azure Backup item covers (a disk also through its "
+              "VM). PostgreSQL and MySQL flexible servers have built-in backups besides. " + scope,
+              grid(0, y + 1, 8, 8),
+              [target(f"1 - (\n  count by (resource_type) (\n{indent(unprotected_resources(), 4)}\n  )\n  or\n"
+                      f"  0 * count by (resource_type) ({needing_backup()})\n)\n"
+                      f"/ count by (resource_type) ({needing_backup()})", "{{resource_type}}", instant=True)],
+              fields=field_config(unit="percentunit", color_mode="thresholds",
+                                  threshold_steps=thresholds((None, "red"), (0.9, "yellow"), (1, "green")),
+                                  extra={"max": 1, "min": 0, "decimals": 0}),
+              options={"displayMode": "gradient", "minVizHeight": 16, "minVizWidth": 8,
+                       "orientation": "horizontal", "reduceOptions": REDUCE_LAST, "showUnfilled": True,
+                       "sizing": "auto", "valueMode": "color"}),
+        table("Resources with no Azure Backup",
+              "Protectable resources older than COVERAGE_GRACE, without a COVERAGE_EXCLUDE_TAGS tag, that no "
+              "Azure Backup item of a watched vault covers (what AzureBackupResourceUnprotected fires on after "
+              "an hour). Click a resource to open it in the Azure portal. " + scope,
+              grid(8, y + 1, 16, 8),
+              [target(f"max by ({RESOURCE_LABELS}, location) (\n{indent(unprotected_resources())}\n)",
+                      instant=True, table=True),
+               target(f"max by ({RESOURCE_LABELS}) (time() - azure_backup_resource_created_timestamp_seconds"
+                      f"{sel(JOB, SUB, RG)})", instant=True, table=True)],
+              overrides=[
+                  by_name("resource", {"id": "links", "value": [
+                      {"targetBlank": True, "title": "Open in the Azure portal", "url": PORTAL_RESOURCE_URL}]}),
+                  column("resource_type", "Type"),
+                  column("Value #B", "Age", unit("s"), {"id": "noValue", "value": "unknown"}),
+              ],
+              hide=("Time", "Value #A", "resource_id"),
+              order=("subscription_id", "resource_group", "resource_type", "resource", "location", "Value #B"),
+              sort_by="Age"),
+    ]
+
+
 def overview() -> Json:
     v = sel(JOB, SUB, RG, VAULT_TYPES, VAULTS)
     items = (JOB, SUB, RG, VAULT_TYPES, VAULTS, CONTAINERS, ITEMS)
@@ -799,6 +861,7 @@ def overview() -> Json:
                    [target(f"{by_vault} (increase(azure_backup_transferred_bytes_total{v}[$__interval]))",
                            f"{{{{resource_group}}}}/{VAULT_LEGEND}")],
                    unit="bytes", bars=True, stacked=True, interval="1d"),
+        *coverage_panels(36),
     ]
     return dashboard(
         OVERVIEW_UID, "Azure Backup / Overview",

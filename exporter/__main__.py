@@ -129,6 +129,9 @@ def _start_demo(overrides: dict[str, Any]) -> Any:
                                             if env.subscriptions[0] not in v.lower()))
     overrides.setdefault("refresh_interval", "10s")
     overrides.setdefault("backup_vault_refresh_interval", "10s")  # the demo's Backup vaults change as quickly
+    # The demo's resources with no backup: one exempted by this tag, the team tag shown on each resource.
+    overrides.setdefault("coverage_exclude_tags", "backup=none")
+    overrides.setdefault("tag_labels", "team")
     return env
 
 

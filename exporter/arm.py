@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 TOKEN_REFRESH_MARGIN = 300  # seconds before expiry at which a cached token is renewed
+# Resources_List (Microsoft.Resources), for the protectable resources: a stable version every cloud serves.
+RESOURCES_API_VERSION = "2021-04-01"
 MAX_PAGES = 500  # a runaway nextLink loop must end; 500 pages of 200 jobs is far past any lookback
 
 
@@ -272,6 +274,11 @@ class ArmClient:
         params = {**self._dpp, "$filter": odata_filter}
         url = self.url(f"{vault.path}/backupInstances/{quote(instance, safe='')}/recoveryPoints", **params)
         return self.paged("recovery_points_list", url)
+
+    def list_resources(self, subscription_id: str, odata_filter: str) -> Iterator[Mapping[str, Any]]:
+        """A subscription's resources of the filter's types, each with its createdTime (protectable.py)."""
+        params = {"api-version": RESOURCES_API_VERSION, "$filter": odata_filter, "$expand": "createdTime"}
+        return self.paged("resources_list", self.url(f"/subscriptions/{subscription_id}/resources", **params))
 
     @property
     def _dpp(self) -> dict[str, str]:

@@ -16,6 +16,8 @@ VAULT_LABELS: tuple[str, ...] = ("subscription_id", "resource_group", "vault", "
 # containers (master on every SQL instance, one share name in two storage accounts). See the README's table.
 ITEM_LABELS: tuple[str, ...] = (*VAULT_LABELS, "backup_management_type", "container", "backup_item")
 JOB_LABELS: tuple[str, ...] = (*ITEM_LABELS, "operation")
+# A protectable resource (issue 20, point 1): resource_id is its ARM ID lower-cased, the key the rules join on.
+RESOURCE_LABELS: tuple[str, ...] = ("subscription_id", "resource_group", "resource_type", "resource", "resource_id")
 
 CACHE_NOTE = " Cached: may be up to REFRESH_INTERVAL old."
 # The one-hot families emit only the current value's series unless STATE_SERIES is `all`.
@@ -116,6 +118,12 @@ ITEM_INFO = _spec(
     "azure_backup_item_info", "gauge",
     (*ITEM_LABELS, "item_type", "workload_type", "policy", "container_name", "source_resource_id"),
     "One series per protected item; always 1." + ITEMS_CACHE_NOTE, "items")
+ITEM_COVERED_RESOURCE = _spec(
+    "azure_backup_item_covered_resource_info", "gauge", (*ITEM_LABELS, "resource_id"),
+    "The Azure resource the item backs up as a whole, its ARM ID lower-cased (the key of "
+    "azure_backup_resource_info); always 1. Only for items that cover their resource: Recovery Services VMs "
+    "(AzureIaasVM) and file shares (AzureStorage: their storage account), and every Backup vault instance; not for "
+    "databases in a VM, which carry the VM's ID, nor while protection is stopped." + ITEMS_CACHE_NOTE, "items")
 ITEM_LAST_BACKUP = _spec(
     "azure_backup_item_last_backup_timestamp_seconds", "gauge", ITEM_LABELS,
     "The protected item's lastBackupTime, in Unix seconds." + ITEMS_CACHE_NOTE, "items")
@@ -161,6 +169,25 @@ VAULT_SECURITY_LEVEL = _spec(
     "Strength of each guard of azure_backup_vault_security_info, higher is stronger, so that a lower value "
     "than a day ago is a weakening: soft_delete off 0, on 1, always_on 2; immutability disabled 0, unlocked "
     "1, locked 2; multi_user_authorization disabled 0, enabled 1; soft_delete_retention_days the days.")
+COVERAGE_NOTE = (" Listed by shard 0 only, with SUBSCRIPTIONS set, every COVERAGE_INTERVAL (default 1h).")
+RESOURCE_INFO = _spec(
+    "azure_backup_resource_info", "gauge", (*RESOURCE_LABELS, "location", "managed_by", "excluded"),
+    "One series per protectable resource (virtual machine, managed disk, storage account, AKS cluster, PostgreSQL "
+    "or MySQL flexible server) of the subscription; always 1. managed_by: the lower-cased ID of the VM a disk is "
+    "attached to; excluded: true when a COVERAGE_EXCLUDE_TAGS tag exempts it; plus a tag_<name> label per "
+    "TAG_LABELS tag (empty when the resource lacks it)." + COVERAGE_NOTE)
+RESOURCE_CREATED = _spec(
+    "azure_backup_resource_created_timestamp_seconds", "gauge", RESOURCE_LABELS,
+    "When the protectable resource was created (ARM's createdTime), in Unix seconds; absent where Azure does not "
+    "say." + COVERAGE_NOTE)
+RESOURCE_BACKUP_REQUIRED = _spec(
+    "azure_backup_resource_backup_required", "gauge", RESOURCE_LABELS,
+    "1 when the protectable resource should have a backup by now: not exempted by a COVERAGE_EXCLUDE_TAGS tag and "
+    "created more than COVERAGE_GRACE (default 24h) ago, or at an unknown time; else 0." + COVERAGE_NOTE)
+RESOURCE_LIST_SUCCESS = _spec(
+    "azure_backup_resource_list_success", "gauge", ("subscription_id",),
+    "1 if the last listing of the subscription's protectable resources succeeded, 0 if it failed (the last list "
+    "is kept; a 403 means the role lacks Microsoft.Resources/subscriptions/resources/read)." + COVERAGE_NOTE)
 VAULT_SCRAPE_SUCCESS = _spec(
     "azure_backup_vault_scrape_success", "gauge", VAULT_LABELS,
     "1 if the vault's last refresh succeeded, 0 if it failed (its last good data is kept).")
@@ -225,14 +252,15 @@ VAULT_DATA: tuple[MetricSpec, ...] = (
     JOB_LAST_STATUS, JOB_LAST_INFO, JOB_LAST_ERROR, JOB_LAST_START, JOB_LAST_END, JOB_LAST_DURATION,
     JOB_LAST_SIZE, JOB_LAST_TASK_STATUS, JOB_CONSECUTIVE_FAILURES, LAST_SUCCESS, LAST_SUCCESS_BY_KIND, JOBS,
     JOBS_FINISHED, JOB_DURATION,
-    TRANSFERRED, ITEM_INFO, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH, ITEM_PROTECTION_STATE,
-    ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, ITEM_WATCHED_SINCE,
+    TRANSFERRED, ITEM_INFO, ITEM_COVERED_RESOURCE, ITEM_LAST_BACKUP, ITEM_LAST_BACKUP_STATUS, ITEM_HEALTH,
+    ITEM_PROTECTION_STATE, ITEM_LAST_RECOVERY_POINT, ITEM_EXPECTED_INTERVAL, ITEM_WATCHED_SINCE,
 )
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     *VAULT_DATA, VAULT_INFO, VAULT_SECURITY_INFO, VAULT_SECURITY_LEVEL, VAULT_SCRAPE_SUCCESS, VAULT_SCRAPE_ERROR,
     VAULT_SCRAPE_DURATION, VAULT_LAST_REFRESH,
-    DISCOVERY_SUCCESS, UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
+    DISCOVERY_SUCCESS, RESOURCE_INFO, RESOURCE_CREATED, RESOURCE_BACKUP_REQUIRED, RESOURCE_LIST_SUCCESS,
+    UP, API_REQUESTS, API_DURATION, API_THROTTLED, API_RATELIMIT, PARSE_ERRORS,
     SHARD_INFO, BUILD_INFO, *PROCESS,
 )
 

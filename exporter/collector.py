@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from .models import (
     KNOWN_STATUSES,
     PROTECTION_STATES,
 )
+from .protectable import ExclusionTags, ProtectableResource, ResourceInventory, covered_resource_id, tag_label
 from .refresher import Refresher
 from .settings import Settings
 from .vault import DURATION_BUCKETS, VaultSnapshot
@@ -56,6 +58,9 @@ class BackupCollector(Collector):
     def __init__(self, refresher: Refresher) -> None:
         self.refresher = refresher
         self.options = SeriesOptions.from_settings(refresher.settings)
+        # (each inventory's resources and success, valid until, the families): see resource_families
+        self._resources_cache: tuple[list[tuple[tuple[ProtectableResource, ...], bool | None]], float,
+                                     list[Metric]] | None = None
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # a private registry: no collect() at registration, so no API call
@@ -90,13 +95,58 @@ class BackupCollector(Collector):
         for found in self.refresher.discoveries():
             if found.success is not None:
                 discovery.add_metric([found.subscription_id, found.kind], 1 if found.success else 0)
+        resources = self.resource_families()
         up = GaugeMetricFamily(c.UP.name, c.UP.help, value=1 if self.refresher.up else 0)
         shard = _gauge(c.SHARD_INFO)
         settings = self.refresher.settings
         shard.add_metric([str(settings.shard), str(settings.shards)], 1)
         build = _gauge(c.BUILD_INFO)
         build.add_metric([__version__, platform.python_version()], 1)
-        return [info, security, levels, success, error, duration, refreshed, discovery, up, shard, build]
+        return [info, security, levels, success, error, duration, refreshed, discovery, *resources, up, shard, build]
+
+    def resource_families(self) -> list[Metric]:
+        """The protectable resources (shard 0 only). Whether one needs a backup by now depends on the time of
+        the scrape, so the families are kept until a resource's grace ends or a list changes: at 20,000
+        resources building them costs about 0.3 s (and the exposition keeps their lines as long)."""
+        now = self.refresher.clock().timestamp()
+        inventories = self.refresher.inventories()
+        state = [(inventory.resources, inventory.success) for inventory in inventories]
+        cached = self._resources_cache
+        if (cached is not None and now < cached[1] and len(cached[0]) == len(state)
+                and all(a is b and c == d for (a, c), (b, d) in zip(cached[0], state, strict=True))):
+            return cached[2]
+        families, until = self._build_resource_families(inventories, now)
+        self._resources_cache = (state, until, families)
+        return families
+
+    def _build_resource_families(self, inventories: list[ResourceInventory], now: float) -> tuple[list[Metric], float]:
+        """The families, and until when they hold: the next end of a grace, if any."""
+        settings = self.refresher.settings
+        tags = tuple(settings.tag_labels)
+        info = GaugeMetricFamily(c.RESOURCE_INFO.name, c.RESOURCE_INFO.help,
+                                 labels=(*c.RESOURCE_INFO.labels, *(tag_label(tag) for tag in tags)))
+        created, required = _gauge(c.RESOURCE_CREATED), _gauge(c.RESOURCE_BACKUP_REQUIRED)
+        listed = _gauge(c.RESOURCE_LIST_SUCCESS)
+        exclusions = ExclusionTags.parse(settings.coverage_exclude_tags)
+        grace = settings.coverage_grace.total_seconds()
+        until = math.inf
+        for inventory in inventories:
+            if inventory.success is not None:
+                listed.add_metric([inventory.subscription_id], 1 if inventory.success else 0)
+            for resource in inventory.resources:
+                labels = [resource.subscription_id, resource.resource_group, resource.resource_type, resource.name,
+                          resource.resource_id]
+                excluded = exclusions.excludes(resource.tags)
+                info.add_metric([*labels, resource.location, resource.managed_by, "true" if excluded else "false",
+                                 *(resource.tag(tag) for tag in tags)], 1)
+                if resource.created is not None:
+                    created.add_metric(labels, resource.created)
+                due = None if resource.created is None else resource.created + grace
+                old_enough = due is None or due <= now
+                if due is not None and not old_enough:
+                    until = min(until, due)
+                required.add_metric(labels, 1 if old_enough and not excluded else 0)
+        return [info, created, required, listed], until
 
 
 @dataclass(frozen=True)
@@ -196,7 +246,7 @@ class VaultRows:
 
     def _items(self, snap: VaultSnapshot) -> None:
         rows, all_states = self.rows, self.options.all_states
-        info, last_backup = rows[c.ITEM_INFO], rows[c.ITEM_LAST_BACKUP]
+        info, last_backup, covered = rows[c.ITEM_INFO], rows[c.ITEM_LAST_BACKUP], rows[c.ITEM_COVERED_RESOURCE]
         status, health = rows[c.ITEM_LAST_BACKUP_STATUS], rows[c.ITEM_HEALTH]
         protection, recovery_point = rows[c.ITEM_PROTECTION_STATE], rows[c.ITEM_LAST_RECOVERY_POINT]
         # A Backup vault's instances have their own vocabularies (dataprotection.py).
@@ -207,6 +257,10 @@ class VaultRows:
             labels = (*self.vault, *item.item_key)
             info.append(((*labels, item.item_type, item.workload_type, item.policy, item.container_name,
                           item.source_resource_id), 1.0))
+            resource_id = covered_resource_id(snap.ref.kind, item.backup_management_type, item.source_resource_id,
+                                              item.protection_state)
+            if resource_id:
+                covered.append(((*labels, resource_id), 1.0))
             if item.last_backup_time is not None:
                 last_backup.append((labels, item.last_backup_time))
             if item.last_recovery_point is not None:

@@ -125,6 +125,7 @@ class CachedExposition:
         # vault key -> (the data it was rendered from, its sample lines per family, each a gzip member:
         # at 20,000 items the text is ~160 MB, compressed ~6 MB, and inflating it costs ~0.2 s a scrape)
         self._cache: dict[str, tuple[VaultData, list[bytes]]] = {}
+        self._status_cache: dict[str, tuple[Metric, bytes]] = {}  # family name -> (family, its lines)
 
     def render(self, openmetrics: bool = False) -> Iterator[bytes]:
         """The exposition as chunks of text (never joined: at 20,000 items it is over 100 MB)."""
@@ -159,9 +160,20 @@ class CachedExposition:
                 if chunks[index]:
                     yield True, chunks[index]
         for metric in self.collector.status_families(snapshots):
-            yield False, header(metric, openmetrics) + sample_lines(metric)
+            yield False, header(metric, openmetrics) + self._status_lines(metric)
         if openmetrics:
             yield False, OPENMETRICS_EOF
+
+    def _status_lines(self, metric: Metric) -> bytes:
+        """A status family's lines, formatted again only when the collector gives a new family object (the
+        protectable resources' families are kept between scrapes; the others are new every time)."""
+        cached = self._status_cache.get(metric.name)
+        if cached is not None and cached[0] is metric:
+            return cached[1]
+        lines = sample_lines(metric)
+        with self._lock:
+            self._status_cache[metric.name] = (metric, lines)
+        return lines
 
     def prerender(self, snap: VaultSnapshot) -> None:
         """Render a vault whose refresh just finished, in its worker, so no scrape waits for it."""

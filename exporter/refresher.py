@@ -20,6 +20,7 @@ from .arm import ArmClient, ArmError, AuthError
 from .backup_vault import BackupVault
 from .dataprotection import parse_backup_vault
 from .models import BACKUP, DiscoveredVault, VaultRef, parse_vault
+from .protectable import ResourceInventory, resource_filter
 from .recovery_services import RecoveryServicesVault
 from .settings import Settings
 from .telemetry import Telemetry
@@ -66,6 +67,8 @@ class Refresher:
         self._states = {key: self._new_state(ref) for key, ref in self._configured.items()}
         self._discoveries = {(sub, kind): Discovery(sub, kind, {})
                              for sub in settings.subscriptions for kind in settings.vault_types}
+        self._inventories = {sub: ResourceInventory(sub) for sub in settings.subscriptions
+                             if settings.lists_resources}
         self._inflight: dict[str, Future[None]] = {}
         self._last_attempt: dict[str, float] = {}
         self._failing: set[str] = set()
@@ -90,6 +93,10 @@ class Refresher:
     def discoveries(self) -> list[Discovery]:
         return [self._discoveries[key] for key in sorted(self._discoveries)]
 
+    def inventories(self) -> list[ResourceInventory]:
+        """Each subscription's protectable resources (none unless this replica lists them)."""
+        return [self._inventories[sub] for sub in sorted(self._inventories)]
+
     @property
     def up(self) -> bool:
         return bool(self.auth_ok) and any(snap.success for snap in self.snapshots())
@@ -98,7 +105,7 @@ class Refresher:
 
     def refresh_due(self, deadline: float) -> None:
         """Refresh what is due and wait for it until `deadline` (time.monotonic())."""
-        self._wait(self._submit_due_discoveries(), deadline)
+        self._wait([*self._submit_due_discoveries(), *self._submit_due_inventories()], deadline)
         self._wait(self._submit_due_vaults(), deadline)
 
     def _wait(self, futures: Iterable[Future[None]], deadline: float) -> None:
@@ -150,7 +157,15 @@ class Refresher:
             for state in _interleaved_by_subscription(self._states.values()):
                 if self._due(state.ref.key, self._refresh_interval(state.ref)):
                     self._submit_vault(state)
-            return [f for k, f in self._inflight.items() if not k.startswith("discovery:")]
+            return [f for k, f in self._inflight.items() if not k.startswith(("discovery:", "resources:"))]
+
+    def _submit_due_inventories(self) -> list[Future[None]]:
+        interval = self.settings.coverage_interval.total_seconds()
+        with self._lock:
+            for inventory in self._inventories.values():
+                if self._due(inventory.key, interval):
+                    self._submit(inventory.key, self._list_resources, inventory)
+            return [f for k, f in self._inflight.items() if k.startswith("resources:")]
 
     def _refresh_interval(self, ref: VaultRef) -> float:
         """A Backup vault's list re-reads every retained job (no filter), so it has its own, longer interval."""
@@ -221,6 +236,21 @@ class Refresher:
             self._apply_discoveries()
         finally:
             discovery.last_run = time.time()
+
+    def _list_resources(self, inventory: ResourceInventory) -> None:
+        """List one subscription's protectable resources. A failure (a 403: the role lacks
+        Microsoft.Resources/subscriptions/resources/read) keeps the last list, warns once and touches no vault."""
+        try:
+            inventory.replace(self.client.list_resources(inventory.subscription_id, resource_filter()),
+                              self.telemetry.parse_error)
+        except ArmError as exc:  # AuthError too: the vaults report that one themselves
+            inventory.success = False
+            self._note_failure(inventory.key, f"{inventory.log_fields} listing the protectable resources failed, "
+                                              f"keeping the last list: {exc}")
+        else:
+            self._note_recovery(inventory.key, f"{inventory.log_fields} listing the protectable resources works again")
+        finally:
+            inventory.last_run = time.time()
 
     def _discovered_vaults(self, discovery: Discovery) -> list[DiscoveredVault]:
         on_error = self.telemetry.parse_error

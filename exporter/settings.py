@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from .models import _GUID, VAULT_KINDS, VaultRef
+from .protectable import tag_label
 
 ENV_PREFIX = "AZURE_BACKUP_EXPORTER_"
 MAX_LOOKBACK = timedelta(days=30)  # the Backup service's own limit for a job query window
@@ -135,6 +136,14 @@ class Settings(BaseSettings):
     collector_job_info: bool = False  # a new series per item and day: each new job has a new job_id
     collector_items: bool = True
     state_series: Literal["all", "current"] = "current"
+    # Resources with no backup (issue 20, point 1; exporter/protectable.py): with SUBSCRIPTIONS set, shard 0 lists
+    # each subscription's protectable resources every COVERAGE_INTERVAL; one older than COVERAGE_GRACE that no
+    # backup covers and no COVERAGE_EXCLUDE_TAGS tag (`name=value` or `name`) exempts is exposed as needing one.
+    coverage_interval: Interval = timedelta(hours=1)
+    coverage_grace: Interval = timedelta(hours=24)
+    coverage_exclude_tags: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Azure tags copied into labels (tag_<name>) of azure_backup_resource_info, e.g. team,owner,env.
+    tag_labels: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -147,7 +156,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
-    @field_validator("vaults", "subscriptions", "vault_types", mode="before")
+    @field_validator("vaults", "subscriptions", "vault_types", "coverage_exclude_tags", "tag_labels", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -179,13 +188,14 @@ class Settings(BaseSettings):
 
     @field_validator("lookback", "refresh_interval", "backup_vault_refresh_interval", "items_refresh_interval",
                      "discovery_interval", "scrape_timeout", "request_timeout", "database_recovery_points_interval",
-                     mode="before")
+                     "coverage_interval", "coverage_grace", mode="before")
     @classmethod
     def _interval(cls, value: Any) -> timedelta:
         return parse_interval(value)
 
     @field_validator("lookback", "refresh_interval", "backup_vault_refresh_interval", "items_refresh_interval",
-                     "discovery_interval", "scrape_timeout", "request_timeout", "database_recovery_points_interval")
+                     "discovery_interval", "scrape_timeout", "request_timeout", "database_recovery_points_interval",
+                     "coverage_interval", "coverage_grace")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
@@ -199,7 +209,26 @@ class Settings(BaseSettings):
             raise ValueError("must be more than 0 and at most 30d (the Backup service's query limit)")
         return value
 
-    @field_validator("discovery_interval", "scrape_timeout", "request_timeout")
+    @field_validator("coverage_exclude_tags")
+    @classmethod
+    def _exclusion_tags(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not str(entry).partition("=")[0].strip():
+                raise ValueError(f"{entry!r} names no tag (use name=value or name)")
+        return [str(entry).strip() for entry in value]
+
+    @field_validator("tag_labels")
+    @classmethod
+    def _tag_names(cls, value: list[str]) -> list[str]:
+        names = [str(name).strip() for name in value]
+        labels = [tag_label(name) for name in names]
+        if any(not name for name in names):
+            raise ValueError("an empty tag name")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"two tags become one label: {', '.join(labels)}")
+        return names
+
+    @field_validator("discovery_interval", "scrape_timeout", "request_timeout", "coverage_interval")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -269,6 +298,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"setting {ENV_PREFIX}SHARD: {self.shard} is not below {ENV_PREFIX}SHARDS ({self.shards})")
         return self
+
+    @property
+    def lists_resources(self) -> bool:
+        """Shard 0 alone lists the protectable resources (each shard knows only its vaults' items, so the rules
+        join every shard's items to one list); nothing to list without subscriptions."""
+        return bool(self.subscriptions) and self.shard == 0
 
     def owns(self, vault: VaultRef) -> bool:
         """Whether this replica watches the vault: a stable hash of its lowercased ID, mod SHARDS."""

@@ -58,6 +58,8 @@ EXPECTED_ALERTS = {
     # Issue 18: nothing goes missing silently.
     "AzureBackupVaultDisappeared": "critical",
     "AzureBackupItemDisappeared": "critical",
+    # Issue 20, point 1: a resource that no backup covers.
+    "AzureBackupResourceUnprotected": "warning",
 }
 # Alerts on the latest job of an item and operation: they name the operation.
 JOB_ALERTS = {

@@ -57,6 +57,7 @@ REQUIRED_PANELS = {
         "Data transferred per day",
         "Unprotected or unhealthy items", "Items by protection state", "Items by health",
         "Items and vaults by vault type",  # issue 13
+        "Backup coverage per resource type", "Resources with no Azure Backup",  # issue 20, point 1
     },
     "azure-backup-item": {
         "Job status history", "Job duration", "Backup size", "Tasks of the latest job",

@@ -31,6 +31,7 @@ from exporter.simulator.fakearm import (
     make_protected_item,
     make_recovery_point,
 )
+from exporter.simulator.resources import make_resource
 
 from .conftest import SUB_A, SUB_B
 from .dashboard_queries import load_dashboards, metric_names, panel_queries
@@ -127,6 +128,7 @@ def estate() -> FakeEstate:  # type: ignore[override]
     _two_masters(estate, prod)
     _backup_vault(estate)
     _recovery_services_only_role(estate)
+    _protectable_resources(estate)
     estate.add_policy(prod.name, make_policy(vault=prod, name="DailyPolicy"))
     estate.add_policy(prod.name, make_policy(vault=prod, name="SqlDaily", backup_management_type="AzureWorkload",
                                              log_minutes=60))
@@ -153,6 +155,14 @@ def _backup_vault(estate: FakeEstate) -> None:
                 estate.add_recovery_point(vault.name, instance, make_recovery_point(
                     vault=vault, instance=instance, time=NOW - age + 4 * MIN, datasource_type=kind,
                     policy=f"{name}-daily"))
+
+
+def _protectable_resources(estate: FakeEstate) -> None:
+    """SUB_A's resources (listed because SUB_A is discovered too): vm-db, which vault-prod backs up, and
+    vm-nobackup, which nothing backs up (its alert needs an hour, longer than this test runs)."""
+    for name in ("vm-db", "vm-nobackup"):
+        estate.resources.add(make_resource(SUB_A, "rg-prod", "Microsoft.Compute/virtualMachines", name,
+                                           created=NOW - 30 * 24 * H))
 
 
 def _recovery_services_only_role(estate: FakeEstate) -> None:
@@ -203,7 +213,8 @@ def stack(estate: FakeEstate, tmp_path_factory: pytest.TempPathFactory) -> Itera
         env = exporter_env(arm, estate, ports["exporter"])
         env["AZURE_BACKUP_EXPORTER_VAULTS"] = ",".join(  # RS_ONLY_SUB's vault only by discovery
             v.id for v in [*estate.vaults, *estate.backup_vaults] if v.subscription_id != RS_ONLY_SUB)
-        env["AZURE_BACKUP_EXPORTER_SUBSCRIPTIONS"] = RS_ONLY_SUB
+        # SUB_A by discovery as well (its vaults are in VAULTS too: each is watched once), for its resources.
+        env["AZURE_BACKUP_EXPORTER_SUBSCRIPTIONS"] = f"{RS_ONLY_SUB},{SUB_A}"
         try:
             processes.start("exporter", exporter_argv(), env)
             processes.start("alertmanager", alertmanager_argv(work, ports["alertmanager"]))

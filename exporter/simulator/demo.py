@@ -54,6 +54,7 @@ from .fakearm import (
     to_ticks,
     workload_job_name,
 )
+from .resources import add_demo_resources
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +440,7 @@ class _EstateBuilder:
         running = self._running_at_start()
         self._protect_items()
         self._backup_vault(backup_rng)
+        add_demo_resources(self.estate, self.subscriptions[0], self.now)
         return running
 
     def _backup_vault(self, rng: random.Random) -> None:

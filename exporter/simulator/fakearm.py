@@ -62,6 +62,9 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
+from .resources import PATH as RESOURCES_PATH
+from .resources import FakeResources
+
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
@@ -446,6 +449,7 @@ class FakeEstate:
         self._backup_vaults: dict[str, FakeBackupVault] = {}  # lower-cased name -> Backup vault
         self._subscriptions: dict[str, str] = {}  # lower-cased -> as added
         self._unregistered: set[tuple[str, str]] = set()  # (subscription, namespace), lower-cased
+        self.resources = FakeResources(self.add_subscription)  # the protectable resources (resources.py)
 
     # -- vaults --
 
@@ -2193,6 +2197,8 @@ def _route_key(path: str) -> str:
 
 
 def _route(path: str) -> _Route | None:
+    if (resources := RESOURCES_PATH.match(path)) is not None:
+        return _Route("resources_list", resources.group("sub"), namespace="Microsoft.Resources")
     listing = _VAULTS_ROUTE.match(path)
     if listing:
         return _Route("vaults_list", listing.group("sub"))
@@ -2723,6 +2729,8 @@ class FakeArm:
                               f"The subscription '{route.subscription_id}' could not be found.")
         if not self.estate.provider_registered(route.subscription_id, route.namespace):
             return _missing_registration(route.namespace)
+        if route.operation == "resources_list":
+            return _json_reply(*self.estate.resources.serve(self.url, route.subscription_id, params))
         unsupported = self._check_api_version(route, params)
         if unsupported is not None:
             return unsupported
