@@ -20,7 +20,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from .arm import ArmClient, ArmError, AuthError
-from .coverage import last_successes
 from .dataprotection import (
     parse_backup_instance,
     parse_backup_vault,
@@ -29,6 +28,7 @@ from .dataprotection import (
     parse_recovery_points,
     unknown_states,
 )
+from .freshness import last_successes
 from .identity import ItemKey, folded
 from .listing import first_reach
 from .models import DiscoveredVault, ErrorSink, Job, ProtectedItem, VaultRef

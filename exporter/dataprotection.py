@@ -104,7 +104,7 @@ DPP_PROTECTION_STATES = ("Invalid", "NotProtected", "ConfiguringProtection", "Pr
 DPP_TRANSITIONAL_STATES = ("ConfiguringProtection", "UpdatingProtection")
 DPP_HEALTH_STATUSES = (HEALTHY, UNHEALTHY)
 # Every backup of a Backup vault is a job of operation `Backup`, whatever the rule's backupType (Incremental
-# for disks and AKS, Discrete for vaulted blobs, Full for databases), and coverage.backup_kind reads `Backup`
+# for disks and AKS, Discrete for vaulted blobs, Full for databases), and freshness.backup_kind reads `Backup`
 # as `full`: a policy's schedule is therefore the `full` kind, the one its items' last successes are kept under.
 _KIND = "full"
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from .coverage import KindKey, backup_kind
+from .freshness import KindKey, backup_kind
 from .identity import ItemDirectory
 from .models import SUCCESS_STATUSES, Job
 from .stats import FinishedStats

@@ -1,7 +1,7 @@
 """Protectable resources: the VMs, disks, storage accounts, AKS clusters and flexible servers of a subscription,
 listed so that the rules can tell which of them no backup covers (issue 20, point 1).
 
-Not to be confused with `coverage.py`, which combines jobs and items into each item's last successes.
+Not to be confused with `freshness.py`, which combines jobs and items into each item's last successes.
 
 Why one ARM list per subscription (`Resources_List`, `GET /subscriptions/{s}/resources`):
 - `$filter` takes `resourceType eq '...'`; the spec does not spell out `or` between two resourceType clauses, but

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from .arm import ArmClient, ArmError
-from .coverage import KindKey
+from .freshness import KindKey
 from .identity import ItemKey, folded
 from .models import ErrorSink, Job, ProtectedItem, VaultRef
 from .stats import DURATION_BUCKETS, FinishedStats

@@ -17,8 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .arm import ArmClient, ArmError, AuthError
-from .coverage import deleted_items, expected_intervals, last_successes
 from .details import DetailsPolicy
+from .freshness import deleted_items, expected_intervals, last_successes
 from .identity import ItemDirectory, ItemKey, folded
 from .jobbook import JobBook
 from .models import DiscoveredVault, ErrorSink, Job, ProtectedItem, VaultRef, with_distinct_identities

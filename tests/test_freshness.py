@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from exporter.catalogue import VAULT_LABELS
-from exporter.coverage import backup_kind
+from exporter.freshness import backup_kind
 from exporter.simulator.fakearm import (
     FakeArm,
     FakeEstate,

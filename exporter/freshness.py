@@ -1,4 +1,5 @@
-"""What a vault's jobs, items and policies say together about each item's backups.
+"""How fresh each item's backups are, and how fresh they should be: what a vault's jobs, items, recovery points
+and policies say together about each item's backups (resources with no backup at all: protectable.py).
 
 - the last successful backup of each item, of any kind and per kind (full, differential, log, ...);
 - how often each item is meant to be backed up, per kind, from its backup policy, for the kinds whose
