@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.dpp import KINDS
+from bench.dpp import KINDS, write_between_markers
 from exporter.settings import load_settings
 from exporter.simulator.fakearm import (
     FakeArm,
@@ -261,14 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             print(results[-1], file=sys.stderr, flush=True)
     table = report(results)
     sys.stdout.write(table)
-    if args.out:
-        text = args.out.read_text()
-        if START not in text or END not in text:
-            print(f"{args.out}: no {START} ... {END} markers", file=sys.stderr)
-            return 1
-        head, rest = text.split(START, 1)
-        args.out.write_text(f"{head}{START}\n{table}{END}{rest.split(END, 1)[1]}")
-    return 0
+    return write_between_markers(args.out, table, START, END) if args.out else 0
 
 
 if __name__ == "__main__":

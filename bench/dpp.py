@@ -136,13 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = report(measure(args.instances, args.days, args.page_size))
     sys.stdout.write(table)
-    if args.out:
-        text = args.out.read_text()
-        if START not in text or END not in text:
-            print(f"{args.out}: no {START} ... {END} markers", file=sys.stderr)
-            return 1
-        head, rest = text.split(START, 1)
-        args.out.write_text(f"{head}{START}\n{table}{END}{rest.split(END, 1)[1]}")
+    return write_between_markers(args.out, table, START, END) if args.out else 0
+
+
+def write_between_markers(out: Path, table: str, start: str, end: str) -> int:
+    """Replace what stands between a report's two markers with `table`; 1 (and a line) if a marker is missing."""
+    text = out.read_text()
+    if start not in text or end not in text:
+        print(f"{out}: no {start} ... {end} markers", file=sys.stderr)
+        return 1
+    head, rest = text.split(start, 1)
+    out.write_text(f"{head}{start}\n{table}{end}{rest.split(end, 1)[1]}")
     return 0
 
 
