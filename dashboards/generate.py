@@ -387,6 +387,9 @@ LEGEND_TABLE = {"calcs": ["lastNotNull", "max"], "displayMode": "table", "placem
                 "showLegend": True}
 TOOLTIP = {"mode": "multi", "sort": "desc"}
 REDUCE_LAST = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+# A horizontal bar gauge of ratios (success rate, coverage): red to green by its thresholds.
+RATIO_BARS = {"displayMode": "gradient", "minVizHeight": 16, "minVizWidth": 8, "orientation": "horizontal",
+              "reduceOptions": REDUCE_LAST, "showUnfilled": True, "sizing": "auto", "valueMode": "color"}
 
 
 def stat(
@@ -671,9 +674,7 @@ def coverage_panels(y: int) -> list[Json]:
               fields=field_config(unit="percentunit", color_mode="thresholds",
                                   threshold_steps=thresholds((None, "red"), (0.9, "yellow"), (1, "green")),
                                   extra={"max": 1, "min": 0, "decimals": 0}),
-              options={"displayMode": "gradient", "minVizHeight": 16, "minVizWidth": 8,
-                       "orientation": "horizontal", "reduceOptions": REDUCE_LAST, "showUnfilled": True,
-                       "sizing": "auto", "valueMode": "color"}),
+              options=RATIO_BARS),
         table("Resources with no Azure Backup",
               "Protectable resources older than COVERAGE_GRACE, without a COVERAGE_EXCLUDE_TAGS tag, that no "
               "Azure Backup item of a watched vault covers (what AzureBackupResourceUnprotected fires on after "
@@ -772,9 +773,7 @@ def overview() -> Json:
               fields=field_config(unit="percentunit", color_mode="thresholds",
                                   threshold_steps=thresholds((None, "red"), (0.9, "yellow"), (0.99, "green")),
                                   extra={"max": 1, "min": 0, "decimals": 1}),
-              options={"displayMode": "gradient", "minVizHeight": 16, "minVizWidth": 8,
-                       "orientation": "horizontal", "reduceOptions": REDUCE_LAST, "showUnfilled": True,
-                       "sizing": "auto", "valueMode": "color"}),
+              options=RATIO_BARS),
         timeseries("Jobs finished per hour by status",
                    "Jobs of all operations that reached a final status, per hour (per interval on long "
                    "time ranges).",
