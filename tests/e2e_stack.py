@@ -3,6 +3,7 @@ loopback, and a webhook receiver that records every notification."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,6 +36,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> bool:
+    """Whether the exporter at `url` answers /-/ready with 200 within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:

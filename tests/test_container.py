@@ -28,7 +28,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from exporter.settings import Settings, split_listen_address
+
+from .e2e_stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -466,12 +467,6 @@ def test_demo_once_on_a_read_only_root_filesystem(image: Image, read_only_root: 
     _check_demo_exposition(_run(image, "--demo", "--once", prefix=read_only_root))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -484,7 +479,7 @@ def _get(url: str) -> int:
 
 @pytest.fixture
 def served(image: Image, audit: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], str]]:
-    port = _free_port()
+    port = free_port()
     env = {**image.env, "PYTHONPATH": str(audit), "AZURE_BACKUP_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
     proc = subprocess.Popen([str(image.script), "--demo"], cwd=image.root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -24,12 +21,7 @@ from exporter.server import scrape_deadline
 from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault, make_job
 
 from .conftest import SUB_A
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .e2e_stack import free_port, wait_ready
 
 
 def _env(arm: FakeArm, vault: FakeVault, **extra: str) -> dict[str, str]:
@@ -47,23 +39,13 @@ def vault(estate: FakeEstate) -> FakeVault:
     return vault
 
 
-def _wait_ready(url: str, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.ConnectionError):
-            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.fixture
 def server(arm: FakeArm, vault: FakeVault) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"],
                             env=_env(arm, vault), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url)
+    wait_ready(url)
     yield url, proc
     if proc.poll() is None:
         proc.kill()
@@ -120,7 +102,7 @@ def test_once_prints_the_exposition(arm: FakeArm, vault: FakeVault) -> None:
 
 
 def test_once_exits_1_when_no_vault_refreshed(arm: FakeArm, vault: FakeVault) -> None:
-    env = _env(arm, vault, AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL=f"http://127.0.0.1:{_free_port()}",
+    env = _env(arm, vault, AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL=f"http://127.0.0.1:{free_port()}",
                AZURE_BACKUP_EXPORTER_REQUEST_TIMEOUT="1s")
     result = subprocess.run([sys.executable, "-m", "exporter", "--once"], env=env,
                             capture_output=True, text=True, timeout=120, check=False)
@@ -162,13 +144,13 @@ def test_json_logs_are_one_object_per_line(arm: FakeArm, vault: FakeVault) -> No
 
 
 def test_demo_server_turns_ready_without_a_scrape_and_serves_every_vault() -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        assert _wait_ready(url), "/-/ready must turn 200 after the first refresh, discovered vaults included"
+        assert wait_ready(url), "/-/ready must turn 200 after the first refresh, discovered vaults included"
         text = requests.get(f"{url}/metrics", timeout=10).text
         assert text.count("azure_backup_vault_scrape_success{") == 5  # 4 Recovery Services vaults, 1 Backup vault
         assert re.search(r'azure_backup_vault_scrape_success\{[^}]*vault_type="backup"[^}]*\} 1\.0', text)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +17,8 @@ import requests
 from exporter.__main__ import build_parser
 from exporter.settings import Settings, SettingsError, env_name, load_settings, unknown_environment
 from exporter.simulator.fakearm import FakeArm, FakeEstate
+
+from .e2e_stack import free_port, wait_ready
 
 SUB = "00000000-0000-0000-0000-000000000001"
 VAULT = f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/vault-a"
@@ -232,14 +231,14 @@ def test_a_mistyped_variable_is_named_on_the_line_that_stops_the_exporter() -> N
 
 def test_unknown_variable_warns_once_at_start_and_the_exporter_keeps_running(arm: FakeArm, estate: FakeEstate) -> None:
     vault = estate.add_vault(SUB, "rg-backup", "vault-a")
-    port = _free_port()
+    port = free_port()
     env = {"IDENTITY_ENDPOINT": arm.identity_endpoint, "IDENTITY_HEADER": arm.identity_header,
            "AZURE_BACKUP_EXPORTER_RESOURCE_MANAGER_URL": arm.url, "AZURE_BACKUP_EXPORTER_VAULTS": vault.id,
            "AZURE_BACKUP_EXPORTER_LOOKBAK": "s3cr3t-2d"}
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}"],
                             env={**_base_env(), **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_ready(f"http://127.0.0.1:{port}"), "the exporter must start despite the unknown variable"
+        assert wait_ready(f"http://127.0.0.1:{port}"), "the exporter must start despite the unknown variable"
         assert "azure_backup_up 1.0" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -251,22 +250,6 @@ def test_unknown_variable_warns_once_at_start_and_the_exporter_keeps_running(arm
     assert "AZURE_BACKUP_EXPORTER_LOOKBAK is not a setting and is ignored " \
            "(did you mean AZURE_BACKUP_EXPORTER_LOOKBACK?)" in warnings[0]
     assert "s3cr3t" not in stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.ConnectionError):
-            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize(("args", "env", "needle"), [

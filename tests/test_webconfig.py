@@ -32,6 +32,7 @@ from exporter.simulator.fakearm import FakeArm, FakeEstate, FakeVault
 from exporter.webconfig import BasicAuth, WebConfigError, load_web_config, parse_basic_authorization
 
 from .conftest import SUB_A
+from .e2e_stack import free_port
 
 PASSWORD = "s3cret scrape"
 COST = 10  # htpasswd -nBC 10: exporter-toolkit's example, ~50-100 ms a check
@@ -106,12 +107,6 @@ def password_hash() -> str:
 
 # --- the exporter as a process ------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def vault(estate: FakeEstate) -> FakeVault:
     return estate.add_vault(SUB_A, "rg-prod", "vault-prod")
@@ -125,7 +120,7 @@ def _env(arm: FakeArm, vault: FakeVault, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _exporter(arm: FakeArm, vault: FakeVault, web_config: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
                              "--web.config.file", str(web_config)],
                             env=_env(arm, vault), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -267,7 +262,7 @@ def test_a_bad_web_config_stops_the_start_with_one_line(arm: FakeArm, vault: Fak
     path = tmp_path / "web.yml" if text is None else _web_config(tmp_path, text)
     args, env = ([f"--web.config.file={path}"], {}) if how == "flag" else (
         [], {"AZURE_BACKUP_EXPORTER_WEB_CONFIG_FILE": str(path)})
-    result = subprocess.run([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{_free_port()}",
+    result = subprocess.run([sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{free_port()}",
                              *args], env=_env(arm, vault, **env), capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 2, result.stderr
