@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .identity import ItemDirectory, ItemKey, folded
 from .models import Job, ProtectedItem
-from .policy import PolicyIntervals
+from .policy import PolicyIntervals, policy_named
 
 KindKey = tuple[ItemKey, str]  # an item and a backup kind
 DELETION = "DeleteBackupData"
@@ -88,7 +88,7 @@ def expected_intervals(items: Iterable[ProtectedItem], policies: Mapping[str, Po
     expected: dict[KindKey, float] = {}
     points = from_points or {}
     for item in items:
-        policy = policies.get(item.policy.lower()) if item.policy else None
+        policy = policy_named(policies, item.policy)
         if policy is None:
             continue
         told = points.get(item.item_key, frozenset())

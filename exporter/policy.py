@@ -77,6 +77,11 @@ class PolicyIntervals:
     intervals: Mapping[str, float]  # kind -> seconds; read-only; kinds without a usable schedule are absent
 
 
+def policy_named(policies: Mapping[str, PolicyIntervals], name: str) -> PolicyIntervals | None:
+    """An item's policy among a vault's (keyed by lower-cased name): names are compared without regard to case."""
+    return policies.get(name.lower()) if name else None
+
+
 def policy_name_of(policy_id: str) -> str:
     """The policy name in a protected item's `policyId` (its last path segment, case preserved)."""
     return policy_id.rstrip("/").rsplit("/", 1)[-1]

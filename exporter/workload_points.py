@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .identity import ItemKey, folded
+from .identity import ItemKey
 from .models import ErrorSink, ProtectedItem
 from .parsing import parse_timestamp
-from .policy import PolicyIntervals
+from .policy import PolicyIntervals, policy_named
 
 WORKLOAD = "AzureWorkload"
 # The kinds a workload recovery point's `type` names, as the policies' kinds spell them.
@@ -77,7 +77,7 @@ class WorkloadPoints:
     def __init__(self, interval_seconds: float, now: Callable[[], float]) -> None:
         self.interval = interval_seconds
         self.now = now  # the vault's clock, in Unix seconds (tests pin it)
-        self.checked_at: dict[ItemKey, float] = {}  # folded item key -> when its points were last listed
+        self.checked_at: dict[ItemKey, float] = {}  # item key -> when its points were last listed
         self.newest: dict[ItemKey, dict[str, float]] = {}  # item key -> newest backup per kind, from points
         self.unavailable = False  # the last list was refused (a role without recoveryPoints/read, say)
         self.refused_at = float("-inf")
@@ -92,15 +92,15 @@ class WorkloadPoints:
         if not self.enabled or (self.unavailable and now - self.refused_at < self.interval):
             return []
         return [item for item in items
-                if unlisted_kinds(item, _policy_of(item, policies))
-                and now - self.checked_at.get(folded(item.item_key), float("-inf")) >= self.interval]
+                if unlisted_kinds(item, policy_named(policies, item.policy))
+                and now - self.checked_at.get(item.item_key, float("-inf")) >= self.interval]
 
     def record(self, item: ProtectedItem, newest: Mapping[str, float]) -> None:
         """A list's answer; a kind keeps its newest time even when its points have aged out of retention."""
         known = self.newest.setdefault(item.item_key, {})
         for kind, when in newest.items():
             known[kind] = max(known.get(kind, 0.0), when)
-        self.checked_at[folded(item.item_key)] = self.now()
+        self.checked_at[item.item_key] = self.now()
 
     def refuse(self) -> None:
         """The lists are refused: forget what they told, so that no interval rests on data that no longer
@@ -114,8 +114,7 @@ class WorkloadPoints:
         """Forget the items that left the items list."""
         keys = {item.item_key for item in items}
         self.newest = {key: kinds for key, kinds in self.newest.items() if key in keys}
-        folded_keys = {folded(key) for key in keys}
-        self.checked_at = {key: when for key, when in self.checked_at.items() if key in folded_keys}
+        self.checked_at = {key: when for key, when in self.checked_at.items() if key in keys}
 
     def reported_kinds(self, items: Iterable[ProtectedItem],
                        policies: Mapping[str, PolicyIntervals]) -> dict[ItemKey, frozenset[str]]:
@@ -127,11 +126,8 @@ class WorkloadPoints:
         told = {}
         for item in items:
             shown = self.newest.get(item.item_key, {})
-            kinds = frozenset(kind for kind in unlisted_kinds(item, _policy_of(item, policies)) if kind in shown)
+            unlisted = unlisted_kinds(item, policy_named(policies, item.policy))
+            kinds = frozenset(kind for kind in unlisted if kind in shown)
             if kinds:
                 told[item.item_key] = kinds
         return told
-
-
-def _policy_of(item: ProtectedItem, policies: Mapping[str, PolicyIntervals]) -> PolicyIntervals | None:
-    return policies.get(item.policy.lower()) if item.policy else None
